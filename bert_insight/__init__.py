@@ -1,0 +1,60 @@
+"""bert_insight: look inside BERT-style question-answering transformers.
+
+The whole public surface is the table below: each verb takes a model handle and data and returns a
+tidy pandas DataFrame (columns named in its docstring). Names import lazily, so
+``import bert_insight`` stays fast and torch loads only when a verb is first used.
+
+    from bert_insight import load_qa_model, load_squad, predict, layer_ig
+    handle = load_qa_model()                     # offline default: MiniLM-L6 fine-tuned on SQuAD 1.1
+    examples = load_squad(split="heldout").head(20)
+    attributions, convergence = layer_ig(handle, examples)
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    # models
+    "load_qa_model": "bert_insight.models.loading",
+    "from_model": "bert_insight.models.loading",
+    "QAModelHandle": "bert_insight.models.loading",
+    "finetune_qa": "bert_insight.models.finetune",
+    "default_model_dir": "bert_insight.models.default",
+    # data
+    "load_squad": "bert_insight.data",
+    "load_duorc": "bert_insight.data",
+    "load_hotpotqa": "bert_insight.data",
+    "load_babi": "bert_insight.data",
+    # QA predictions and tokens
+    "predict": "bert_insight.qa",
+    "evaluate": "bert_insight.qa",
+    "tokens": "bert_insight.text",
+    # attribution (Ramnath et al. 2020)
+    "layer_ig": "bert_insight.attribution.layer_ig",
+    "importance_jsd": "bert_insight.attribution.analysis",
+    "topk_categories": "bert_insight.attribution.analysis",
+    "topk_pos": "bert_insight.attribution.analysis",
+    "quantifier_analysis": "bert_insight.attribution.analysis",
+    "hidden_states": "bert_insight.representations",
+    "project_tokens": "bert_insight.representations",
+    # errors
+    "BertInsightInputError": "bert_insight.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'bert_insight' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,194 @@
+"""One table per architecture family: where the embeddings, blocks, attention and QA head live.
+
+No other module reaches into ``model.bert.encoder.layer[i]``; everything goes through an adapter so
+a new family is one table row, and analyses work on BERT, RoBERTa, DistilBERT, ALBERT and ELECTRA.
+
+Layer convention (DESIGN.md): hidden state ``l`` is the input of block ``l``; hidden state 0 is the
+embedding output (after ELECTRA's / ALBERT's projection to the hidden size, as in Hugging Face's
+``hidden_states`` tuple).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import reduce
+
+import torch
+from torch import nn
+
+from ..errors import BertInsightInputError
+
+
+def _get_path(root: nn.Module, dotted: str) -> nn.Module:
+    return reduce(getattr, dotted.split("."), root)
+
+
+def _first_tensor(output) -> torch.Tensor:
+    # transformers 4.x blocks return tuples, 5.x return the tensor itself.
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+@dataclass(frozen=True)
+class ArchitectureAdapter:
+    """Where one architecture family keeps its parts (attribute paths relative to the QA model)."""
+
+    family: str
+    model_types: tuple[str, ...]
+    base_model_attr: str
+    embeddings_path: str
+    blocks_path: str
+    #: Linear layer whose *input* is the concatenated per-head context vectors (head ablation hooks).
+    attention_output_projection_path: str
+    #: Linear layer producing the value vectors, relative to a block.
+    value_projection_path: str
+    #: Module whose forward returns the attention probabilities when loaded eagerly, relative to a block.
+    self_attention_path: str
+    embedding_projection_path: str | None = None
+    qa_head_path: str = "qa_outputs"
+    uses_token_type_ids: bool = True
+
+    # ---- parts -------------------------------------------------------------------------------
+    def base_model(self, model: nn.Module) -> nn.Module:
+        return getattr(model, self.base_model_attr)
+
+    def num_layers(self, model: nn.Module) -> int:
+        config = model.config
+        return int(getattr(config, "num_hidden_layers", None) or getattr(config, "n_layers"))
+
+    def num_heads(self, model: nn.Module) -> int:
+        config = model.config
+        return int(getattr(config, "num_attention_heads", None) or getattr(config, "n_heads"))
+
+    def blocks(self, model: nn.Module) -> list[nn.Module]:
+        """The L blocks in order; ALBERT's shared group appears once per layer it serves."""
+        base = self.base_model(model)
+        if self.family == "albert":
+            groups = base.encoder.albert_layer_groups
+            n_layers = self.num_layers(model)
+            n_groups = model.config.num_hidden_groups
+            return [groups[int(i / (n_layers / n_groups))] for i in range(n_layers)]
+        return list(_get_path(base, self.blocks_path))
+
+    def block_part(self, model: nn.Module, layer: int, dotted: str) -> nn.Module:
+        block = self.blocks(model)[layer]
+        if self.family == "albert":
+            block = block.albert_layers[0]
+        return _get_path(block, dotted)
+
+    def attention_output_projection(self, model: nn.Module, layer: int) -> nn.Linear:
+        return self.block_part(model, layer, self.attention_output_projection_path)
+
+    def value_projection(self, model: nn.Module, layer: int) -> nn.Linear:
+        return self.block_part(model, layer, self.value_projection_path)
+
+    def self_attention(self, model: nn.Module, layer: int) -> nn.Module:
+        return self.block_part(model, layer, self.self_attention_path)
+
+    def qa_head(self, model: nn.Module) -> nn.Linear:
+        return _get_path(model, self.qa_head_path)
+
+    # ---- running pieces of the forward pass ---------------------------------------------------
+    def embed(
+        self,
+        model: nn.Module,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Hidden state 0 (the input of block 0) for ``input_ids``."""
+        base = self.base_model(model)
+        embeddings = _get_path(base, self.embeddings_path)
+        if self.uses_token_type_ids and token_type_ids is not None:
+            hidden = embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+        else:
+            hidden = embeddings(input_ids=input_ids)
+        if self.embedding_projection_path is not None:
+            hidden = _get_path(base, self.embedding_projection_path)(hidden)
+        return hidden
+
+    def run_block(
+        self,
+        model: nn.Module,
+        layer: int,
+        hidden: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Hidden state ``layer + 1`` from hidden state ``layer``.
+
+        ``attention_mask`` is the 4-d additive mask (0 keep, large negative drop) or None when the
+        sequence has no padding, which is how the IG fast path calls it.
+        """
+        block = self.blocks(model)[layer]
+        return _first_tensor(block(hidden, attention_mask))
+
+    def qa_logits(self, model: nn.Module, last_hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Start and end logits, each (batch, seq), from the last block's output."""
+        logits = self.qa_head(model)(last_hidden)
+        start, end = logits.split(1, dim=-1)
+        return start.squeeze(-1), end.squeeze(-1)
+
+    def logits_from_layer(
+        self,
+        model: nn.Module,
+        layer: int,
+        hidden: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run blocks ``layer..L-1`` on hidden state ``layer`` and return the QA logits."""
+        for block_index in range(layer, self.num_layers(model)):
+            hidden = self.run_block(model, block_index, hidden, attention_mask)
+        return self.qa_logits(model, hidden)
+
+
+_BERT_LIKE = dict(
+    embeddings_path="embeddings",
+    blocks_path="encoder.layer",
+    attention_output_projection_path="attention.output.dense",
+    value_projection_path="attention.self.value",
+    self_attention_path="attention.self",
+)
+
+ADAPTERS: dict[str, ArchitectureAdapter] = {
+    "bert": ArchitectureAdapter("bert", ("bert",), "bert", **_BERT_LIKE),
+    "roberta": ArchitectureAdapter(
+        "roberta", ("roberta", "xlm-roberta", "camembert"), "roberta", **_BERT_LIKE
+    ),
+    "electra": ArchitectureAdapter(
+        "electra", ("electra",), "electra", embedding_projection_path="embeddings_project", **_BERT_LIKE
+    ),
+    "albert": ArchitectureAdapter(
+        "albert",
+        ("albert",),
+        "albert",
+        embeddings_path="embeddings",
+        blocks_path="encoder.albert_layer_groups",
+        attention_output_projection_path="attention.dense",
+        value_projection_path="attention.value",
+        self_attention_path="attention",
+        embedding_projection_path="encoder.embedding_hidden_mapping_in",
+    ),
+    "distilbert": ArchitectureAdapter(
+        "distilbert",
+        ("distilbert",),
+        "distilbert",
+        embeddings_path="embeddings",
+        blocks_path="transformer.layer",
+        attention_output_projection_path="attention.out_lin",
+        value_projection_path="attention.v_lin",
+        self_attention_path="attention",
+        uses_token_type_ids=False,
+    ),
+}
+
+
+def adapter_for(model_or_config) -> ArchitectureAdapter:
+    """The adapter for a model (or its config); a clear error for unsupported families."""
+    config = getattr(model_or_config, "config", model_or_config)
+    model_type = getattr(config, "model_type", None)
+    for adapter in ADAPTERS.values():
+        if model_type in adapter.model_types:
+            return adapter
+    supported = ", ".join(sorted(ADAPTERS))
+    raise BertInsightInputError(
+        f"Model type {model_type!r} is not supported; bert_insight handles the families {supported}. "
+        "Pass a checkpoint of one of those (e.g. 'bert-base-uncased' or a fine-tuned SQuAD model)."
+    )
