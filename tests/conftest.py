@@ -1,0 +1,86 @@
+"""Shared fixtures: tiny random models of every supported family, the offline default model, data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def redraw_parameters(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """BERT's default init (zero biases, LayerNorm 1/0) makes layer IG degenerate: redraw them."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.1 + (1.0 if name.endswith("weight") else 0.0))
+    return model
+
+
+TINY_SIZES = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64,
+                  max_position_embeddings=128)
+
+
+def tiny_qa_model(family: str = "bert", seed: int = 0, attention: str = "eager"):
+    """A randomly initialised *ForQuestionAnswering model of ``family`` with 3 layers and 4 heads."""
+    import transformers as tf
+
+    torch.manual_seed(seed)
+    vocab = 30522
+    if family == "bert":
+        config = tf.BertConfig(vocab_size=vocab, **TINY_SIZES)
+        model = tf.BertForQuestionAnswering(config)
+    elif family == "roberta":
+        config = tf.RobertaConfig(vocab_size=vocab, pad_token_id=0, **{**TINY_SIZES, "max_position_embeddings": 130})
+        model = tf.RobertaForQuestionAnswering(config)
+    elif family == "electra":
+        config = tf.ElectraConfig(vocab_size=vocab, embedding_size=16, **TINY_SIZES)
+        model = tf.ElectraForQuestionAnswering(config)
+    elif family == "albert":
+        config = tf.AlbertConfig(vocab_size=vocab, embedding_size=16, **TINY_SIZES)
+        model = tf.AlbertForQuestionAnswering(config)
+    elif family == "distilbert":
+        config = tf.DistilBertConfig(vocab_size=vocab, dim=32, n_layers=3, n_heads=4, hidden_dim=64,
+                                     max_position_embeddings=128)
+        model = tf.DistilBertForQuestionAnswering(config)
+    else:
+        raise ValueError(family)
+    model.config._attn_implementation = attention
+    return redraw_parameters(model, seed).eval()
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    from bert_insight.models.offline import minilm_base_dir
+
+    return AutoTokenizer.from_pretrained(minilm_base_dir())
+
+
+@pytest.fixture(scope="session")
+def tiny_handle(tokenizer):
+    from bert_insight.models.loading import from_model
+
+    return from_model(tiny_qa_model("bert"), tokenizer, name="tiny-bert", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def default_handle():
+    """The offline default model, built once per machine (cached) and loaded once per test run."""
+    from bert_insight import load_qa_model
+
+    return load_qa_model(device="cpu")
+
+
+def pytest_collection_modifyitems(config, items):
+    if SHARED_DATA.is_dir():
+        return
+    skip = pytest.mark.skip(reason="../shared/data is absent")
+    for item in items:
+        if "shared" in item.keywords:
+            item.add_marker(skip)
