@@ -1,0 +1,131 @@
+"""The examples frame every QA loader returns, and the check other modules run on user-made frames."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Iterable
+
+import pandas as pd
+
+from bert_insight.errors import BertInsightInputError
+
+EXAMPLE_COLUMNS = ("example_id", "question", "context", "answers", "is_impossible", "title")
+REQUIRED_COLUMNS = ("example_id", "question", "context", "answers")
+
+
+def make_frame(records: Iterable[dict[str, Any]], attrs: dict[str, Any]) -> pd.DataFrame:
+    """Examples frame from row dicts: the standard columns first, dataset extras after."""
+    frame = pd.DataFrame.from_records(list(records))
+    if frame.empty:
+        frame = pd.DataFrame(columns=list(EXAMPLE_COLUMNS))
+    extras = [c for c in frame.columns if c not in EXAMPLE_COLUMNS]
+    frame = frame[list(EXAMPLE_COLUMNS) + extras]
+    frame["is_impossible"] = frame["is_impossible"].astype(bool)
+    frame.attrs.update(attrs)
+    return frame
+
+
+def _normalise_answers(value: Any, example_id: str) -> list[dict[str, Any]]:
+    """Answers as a list of {"text", "answer_start"}; also takes the HF dict-of-lists layout."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return []
+    if isinstance(value, dict):  # Hugging Face datasets: {"text": [...], "answer_start": [...]}
+        texts, starts = list(value.get("text", [])), list(value.get("answer_start", []))
+        if len(texts) != len(starts):
+            raise BertInsightInputError(
+                f"example {example_id!r}: answers has {len(texts)} texts but {len(starts)} answer_starts. "
+                "Give one answer_start per answer text.")
+        value = [{"text": t, "answer_start": s} for t, s in zip(texts, starts)]
+    if not hasattr(value, "__iter__") or isinstance(value, (str, bytes)):
+        raise BertInsightInputError(
+            f"example {example_id!r}: answers must be a list of {{'text': str, 'answer_start': int}} "
+            f"(empty for an unanswerable question), got {type(value).__name__} {value!r}.")
+    answers = []
+    for answer in value:
+        if not isinstance(answer, dict) or "text" not in answer or "answer_start" not in answer:
+            raise BertInsightInputError(
+                f"example {example_id!r}: each answer must be a dict with keys 'text' and 'answer_start', "
+                f"got {answer!r}.")
+        start = answer["answer_start"]
+        if type(start) is int:
+            pass
+        elif isinstance(start, numbers.Real) and not isinstance(start, bool) and float(start).is_integer():
+            start = int(start)
+        else:
+            raise BertInsightInputError(
+                f"example {example_id!r}: answer_start must be an integer character offset, got {start!r}.")
+        if type(answer["text"]) is not str or not answer["text"]:
+            raise BertInsightInputError(
+                f"example {example_id!r}: answer text must be a non-empty string, got {answer['text']!r}.")
+        answers.append({**answer, "answer_start": start})
+    return answers
+
+
+def _misplaced_answer_message(example_id: str, context: str, text: str, start: int) -> str:
+    found_at, position = [], context.find(text)
+    while position >= 0 and len(found_at) < 5:
+        found_at.append(position)
+        position = context.find(text, position + 1)
+    where = (f"the text does occur at offset(s) {found_at}" if found_at
+             else "the text does not occur anywhere in the context")
+    return (f"example {example_id!r}: answer {text!r} is not at answer_start={start}; the context there reads "
+            f"{context[max(start, 0):max(start, 0) + len(text)]!r} ({where}). Fix answer_start (a 0-based "
+            "character offset into context) or the answer text.")
+
+
+def validate_examples(examples: pd.DataFrame) -> pd.DataFrame:
+    """Check an examples frame (a loader's or one built by hand) and return a normalised copy.
+
+    Required columns: example_id, question, context, answers (list of {"text", "answer_start"}, empty
+    for an unanswerable question; the Hugging Face dict-of-lists layout is converted). Optional:
+    is_impossible (default: no answers) and title (default ""). Extra columns are kept.
+
+    Returns a DataFrame with columns example_id (str, unique), question, context, answers,
+    is_impossible (bool), title, then the extras.
+
+    Raises BertInsightInputError naming the example when an id is duplicated, a question or context is
+    empty, an answer's text is not at its answer_start, or an unanswerable example has answers.
+    """
+    if not isinstance(examples, pd.DataFrame):
+        raise BertInsightInputError(
+            f"examples must be a pandas DataFrame with columns {list(REQUIRED_COLUMNS)}, got "
+            f"{type(examples).__name__}. Build one with pd.DataFrame(...) or use bert_insight.load_squad().")
+    missing = [c for c in REQUIRED_COLUMNS if c not in examples.columns]
+    if missing:
+        raise BertInsightInputError(
+            f"examples frame lacks column(s) {missing}. Required columns: {list(REQUIRED_COLUMNS)} "
+            "(answers = list of {'text', 'answer_start'}, [] if unknown or unanswerable); optional: "
+            "is_impossible, title.")
+    frame = examples.copy()
+    ids = [str(i) for i in frame["example_id"].tolist()]
+    duplicated = sorted(pd.Series(ids)[pd.Series(ids).duplicated()].unique())
+    if duplicated:
+        raise BertInsightInputError(
+            f"example_id must be unique; repeated: {duplicated[:10]}. Give every example its own id.")
+    answers_column = [_normalise_answers(a, i) for a, i in zip(frame["answers"].tolist(), ids)]
+    # a missing is_impossible (column or cell) means "unanswerable iff no answers", as in SQuAD 2.0
+    given = frame["is_impossible"].tolist() if "is_impossible" in frame.columns else [None] * len(frame)
+    impossible = [not answers if pd.isna(flag) else bool(flag) for flag, answers in zip(given, answers_column)]
+    for example_id, question, context, answers, unanswerable in zip(
+            ids, frame["question"].tolist(), frame["context"].tolist(), answers_column, impossible):
+        for name, value in (("question", question), ("context", context)):
+            if not isinstance(value, str) or not value.strip():
+                raise BertInsightInputError(
+                    f"example {example_id!r}: {name} is empty ({value!r}). Every example needs a non-empty "
+                    f"{name} string; drop or fix this row.")
+        for answer in answers:
+            text, start = answer["text"], answer["answer_start"]
+            if start < 0 or context[start:start + len(text)] != text:
+                raise BertInsightInputError(_misplaced_answer_message(example_id, context, text, start))
+        if unanswerable and answers:
+            raise BertInsightInputError(
+                f"example {example_id!r}: is_impossible is True but it has {len(answers)} answer(s). "
+                "Set is_impossible=False or answers=[].")
+    frame["example_id"] = pd.Series(ids, index=frame.index)
+    frame["answers"] = pd.Series(answers_column, index=frame.index, dtype=object)
+    frame["is_impossible"] = pd.Series(impossible, index=frame.index, dtype=bool)
+    if "title" not in frame.columns:
+        frame["title"] = ""
+    extras = [c for c in frame.columns if c not in EXAMPLE_COLUMNS]
+    return frame[list(EXAMPLE_COLUMNS) + extras]
