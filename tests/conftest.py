@@ -32,24 +32,25 @@ def tiny_qa_model(family: str = "bert", seed: int = 0, attention: str = "eager")
     torch.manual_seed(seed)
     vocab = 30522
     if family == "bert":
-        config = tf.BertConfig(vocab_size=vocab, **TINY_SIZES)
-        model = tf.BertForQuestionAnswering(config)
+        config, model_class = tf.BertConfig(vocab_size=vocab, **TINY_SIZES), tf.BertForQuestionAnswering
     elif family == "roberta":
         config = tf.RobertaConfig(vocab_size=vocab, pad_token_id=0, **{**TINY_SIZES, "max_position_embeddings": 130})
-        model = tf.RobertaForQuestionAnswering(config)
+        model_class = tf.RobertaForQuestionAnswering
     elif family == "electra":
         config = tf.ElectraConfig(vocab_size=vocab, embedding_size=16, **TINY_SIZES)
-        model = tf.ElectraForQuestionAnswering(config)
+        model_class = tf.ElectraForQuestionAnswering
     elif family == "albert":
         config = tf.AlbertConfig(vocab_size=vocab, embedding_size=16, **TINY_SIZES)
-        model = tf.AlbertForQuestionAnswering(config)
+        model_class = tf.AlbertForQuestionAnswering
     elif family == "distilbert":
         config = tf.DistilBertConfig(vocab_size=vocab, dim=32, n_layers=3, n_heads=4, hidden_dim=64,
                                      max_position_embeddings=128)
-        model = tf.DistilBertForQuestionAnswering(config)
+        model_class = tf.DistilBertForQuestionAnswering
     else:
         raise ValueError(family)
-    model.config._attn_implementation = attention
+    # Set before construction: transformers 4.x picks the attention class when the model is built.
+    config._attn_implementation = attention
+    model = model_class(config)
     return redraw_parameters(model, seed).eval()
 
 

@@ -14,9 +14,13 @@ from dataclasses import dataclass
 from functools import reduce
 
 import torch
+import transformers
 from torch import nn
 
 from ..errors import BertInsightInputError
+
+
+_TRANSFORMERS_MAJOR = int(transformers.__version__.split(".")[0])
 
 
 def _get_path(root: nn.Module, dotted: str) -> nn.Module:
@@ -71,6 +75,9 @@ class ArchitectureAdapter:
 
     def block_part(self, model: nn.Module, layer: int, dotted: str) -> nn.Module:
         block = self.blocks(model)[layer]
+        if attention_mask is None and self.family == "distilbert" and _TRANSFORMERS_MAJOR < 5:
+            # 4.x DistilBERT eager attention needs its 2-d keep-mask even without padding.
+            attention_mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
         if self.family == "albert":
             block = block.albert_layers[0]
         return _get_path(block, dotted)
@@ -114,10 +121,19 @@ class ArchitectureAdapter:
     ) -> torch.Tensor:
         """Hidden state ``layer + 1`` from hidden state ``layer``.
 
-        ``attention_mask`` is the 4-d additive mask (0 keep, large negative drop) or None when the
-        sequence has no padding, which is how the IG fast path calls it.
+        Pass ``attention_mask=None`` for unpadded sequences (the IG fast path trims padding): that is
+        the portable call. A non-None mask must already be in the format the installed transformers
+        version's block expects; padded batches should go through the full model forward instead.
         """
         block = self.blocks(model)[layer]
+        if attention_mask is None and self.family == "distilbert" and _TRANSFORMERS_MAJOR < 5:
+            # 4.x DistilBERT eager attention needs its 2-d keep-mask even without padding.
+            attention_mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
+        if self.family == "albert":
+            # Call the group's layers one by one: 4.x AlbertLayerGroup insists on a head_mask list.
+            for albert_layer in block.albert_layers:
+                hidden = _first_tensor(albert_layer(hidden, attention_mask))
+            return hidden
         return _first_tensor(block(hidden, attention_mask))
 
     def qa_logits(self, model: nn.Module, last_hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
