@@ -192,6 +192,14 @@ def test_validate_accepts_a_hand_made_frame_and_fills_defaults():
     assert unanswerable["is_impossible"].tolist() == [False, True]
 
 
+def test_validate_accepts_a_frame_without_gold_answers():
+    frame = validate_examples(hand_made().drop(columns="answers"))
+    assert "answers" not in frame.columns and "is_impossible" not in frame.columns
+    assert frame["example_id"].tolist() == ["mine-1", "mine-2"]
+    with pytest.raises(BertInsightInputError, match=r"mine-2.*question is empty"):
+        validate_examples(hand_made(question=" ").drop(columns="answers"))
+
+
 def test_validate_converts_hugging_face_answers():
     frame = validate_examples(hand_made(answers={"text": ["1843"], "answer_start": [25]}))
     assert frame.loc[1, "answers"] == [{"text": "1843", "answer_start": 25}]
@@ -212,7 +220,7 @@ def test_validate_rejects_bad_rows_naming_the_example(changes, pattern):
 
 
 def test_validate_lists_required_columns():
-    with pytest.raises(BertInsightInputError, match=r"\['context'\].*example_id.*question.*context.*answers"):
+    with pytest.raises(BertInsightInputError, match=r"\['context'\].*Required columns: \['example_id', 'question', 'context'\]"):
         validate_examples(hand_made().drop(columns="context"))
     with pytest.raises(BertInsightInputError, match="DataFrame"):
         validate_examples([{"question": "x"}])

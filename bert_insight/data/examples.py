@@ -11,7 +11,7 @@ import pandas as pd
 from bert_insight.errors import BertInsightInputError
 
 EXAMPLE_COLUMNS = ("example_id", "question", "context", "answers", "is_impossible", "title")
-REQUIRED_COLUMNS = ("example_id", "question", "context", "answers")
+REQUIRED_COLUMNS = ("example_id", "question", "context")
 
 
 def make_frame(records: Iterable[dict[str, Any]], attrs: dict[str, Any]) -> pd.DataFrame:
@@ -77,12 +77,14 @@ def _misplaced_answer_message(example_id: str, context: str, text: str, start: i
 def validate_examples(examples: pd.DataFrame) -> pd.DataFrame:
     """Check an examples frame (a loader's or one built by hand) and return a normalised copy.
 
-    Required columns: example_id, question, context, answers (list of {"text", "answer_start"}, empty
-    for an unanswerable question; the Hugging Face dict-of-lists layout is converted). Optional:
-    is_impossible (default: no answers) and title (default ""). Extra columns are kept.
+    Required columns: example_id, question, context. Optional: answers (list of {"text",
+    "answer_start"}, empty for an unanswerable question; the Hugging Face dict-of-lists layout is
+    converted; leave the column out when the gold answers are unknown: such a frame can be predicted
+    on but not scored), is_impossible (default: no answers; False without an answers column), title
+    (default ""). Extra columns are kept.
 
-    Returns a DataFrame with columns example_id (str, unique), question, context, answers,
-    is_impossible (bool), title, then the extras.
+    Returns a DataFrame with columns example_id (str, unique), question, context, answers (when
+    given), is_impossible (bool, when answers or is_impossible is given), title, then the extras.
 
     Raises BertInsightInputError naming the example when an id is duplicated, a question or context is
     empty, an answer's text is not at its answer_start, or an unanswerable example has answers.
@@ -94,19 +96,22 @@ def validate_examples(examples: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in REQUIRED_COLUMNS if c not in examples.columns]
     if missing:
         raise BertInsightInputError(
-            f"examples frame lacks column(s) {missing}. Required columns: {list(REQUIRED_COLUMNS)} "
-            "(answers = list of {'text', 'answer_start'}, [] if unknown or unanswerable); optional: "
-            "is_impossible, title.")
+            f"examples frame lacks column(s) {missing}. Required columns: {list(REQUIRED_COLUMNS)}; "
+            "optional: answers (list of {'text', 'answer_start'}, [] if unanswerable), is_impossible, title.")
     frame = examples.copy()
     ids = [str(i) for i in frame["example_id"].tolist()]
     duplicated = sorted(pd.Series(ids)[pd.Series(ids).duplicated()].unique())
     if duplicated:
         raise BertInsightInputError(
             f"example_id must be unique; repeated: {duplicated[:10]}. Give every example its own id.")
-    answers_column = [_normalise_answers(a, i) for a, i in zip(frame["answers"].tolist(), ids)]
-    # a missing is_impossible (column or cell) means "unanswerable iff no answers", as in SQuAD 2.0
+    has_answers = "answers" in frame.columns
+    answers_column = ([_normalise_answers(a, i) for a, i in zip(frame["answers"].tolist(), ids)] if has_answers
+                      else [[] for _ in ids])
+    # a missing is_impossible (column or cell) means "unanswerable iff no answers", as in SQuAD 2.0;
+    # without gold answers nothing says a question is unanswerable
     given = frame["is_impossible"].tolist() if "is_impossible" in frame.columns else [None] * len(frame)
-    impossible = [not answers if pd.isna(flag) else bool(flag) for flag, answers in zip(given, answers_column)]
+    impossible = [(has_answers and not answers) if pd.isna(flag) else bool(flag)
+                  for flag, answers in zip(given, answers_column)]
     for example_id, question, context, answers, unanswerable in zip(
             ids, frame["question"].tolist(), frame["context"].tolist(), answers_column, impossible):
         for name, value in (("question", question), ("context", context)):
@@ -123,9 +128,11 @@ def validate_examples(examples: pd.DataFrame) -> pd.DataFrame:
                 f"example {example_id!r}: is_impossible is True but it has {len(answers)} answer(s). "
                 "Set is_impossible=False or answers=[].")
     frame["example_id"] = pd.Series(ids, index=frame.index)
-    frame["answers"] = pd.Series(answers_column, index=frame.index, dtype=object)
-    frame["is_impossible"] = pd.Series(impossible, index=frame.index, dtype=bool)
+    if has_answers:
+        frame["answers"] = pd.Series(answers_column, index=frame.index, dtype=object)
+    if has_answers or "is_impossible" in frame.columns:
+        frame["is_impossible"] = pd.Series(impossible, index=frame.index, dtype=bool)
     if "title" not in frame.columns:
         frame["title"] = ""
     extras = [c for c in frame.columns if c not in EXAMPLE_COLUMNS]
-    return frame[list(EXAMPLE_COLUMNS) + extras]
+    return frame[[c for c in EXAMPLE_COLUMNS if c in frame.columns] + extras]
