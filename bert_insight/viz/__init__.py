@@ -1,0 +1,33 @@
+"""Bokeh views built from bert_insight's tidy frames (never from a model).
+
+Every view returns a bokeh layout: interactive in a live kernel (sliders, hover) through bokeh's own
+JavaScript, and a self-contained static HTML output under papermill / nbconvert. Show one with
+:func:`show`, which embeds BokehJS inline (no CDN) the first time.
+
+    from bert_insight import viz
+    viz.show(viz.passage_view(attributions, tokens, example_id=eid, k=5))
+
+Views: jsd_heatmaps, passage_view, layer_curves, token_scatter, qa_roles_view (see docs/widgets.md).
+"""
+
+from __future__ import annotations
+
+from ._common import DIVERGING, ROLE_COLORS, SEQUENTIAL, show, signed_color_mapper, signed_colors
+from .attribution import jsd_heatmaps, layer_curves, passage_view, passage_word_scores, top_words
+from .tokens import qa_roles_view, token_scatter
+
+__all__ = [
+    "DIVERGING",
+    "ROLE_COLORS",
+    "SEQUENTIAL",
+    "jsd_heatmaps",
+    "layer_curves",
+    "passage_view",
+    "passage_word_scores",
+    "qa_roles_view",
+    "show",
+    "signed_color_mapper",
+    "signed_colors",
+    "token_scatter",
+    "top_words",
+]

@@ -1,0 +1,320 @@
+"""The bokeh views: escaping of token text, the slider payloads, colour sign convention, scatter data.
+
+Frames are synthetic but shaped like bert_insight.tokens / layer_ig / importance_jsd / project_tokens.
+"""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+import numpy as np
+import pandas as pd
+import pytest
+from bokeh.embed import components, file_html
+from bokeh.models import CustomJS, Div, GlyphRenderer, GroupFilter
+from bokeh.resources import CDN
+
+from bert_insight import viz
+from bert_insight.errors import BertInsightInputError
+
+EVIL = "<script>pwn()</script>"
+EVIL_ESCAPED = "&lt;script&gt;pwn()&lt;/script&gt;"
+
+
+def make_tokens(example_id: str = "ex1") -> pd.DataFrame:
+    """[CLS] question [SEP] context [SEP], one context word split in two pieces, one word is EVIL."""
+    question = ["what", "is", EVIL, "?"]
+    context = ["the", "cat", "sat", "on", "the", "mat", "near", EVIL, "and", "a", "dog", "today"]
+    roles = {5: "answer", 6: "answer", 3: "supporting", 4: "supporting", 7: "question_word", 8: "supporting"}
+    rows = [("[CLS]", -1, "[CLS]", "special", "special")]
+    rows += [(word, i, word, "question", "question") for i, word in enumerate(question)]
+    rows.append(("[SEP]", -1, "[SEP]", "special", "special"))
+    for i, word in enumerate(context):
+        pieces = ["ca", "##t"] if word == "cat" else [word]
+        rows += [(piece, i, word, "context", roles.get(i, "other")) for piece in pieces]
+    rows.append(("[SEP]", -1, "[SEP]", "special", "special"))
+    frame = pd.DataFrame(rows, columns=["token", "word_index", "word", "segment", "role"])
+    frame.insert(0, "token_index", range(len(frame)))
+    frame.insert(0, "example_id", example_id)
+    frame["in_answer"] = frame["role"].eq("answer")
+    return frame
+
+
+def make_attributions(tokens: pd.DataFrame, n_layers: int = 5, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    context = tokens["segment"].eq("context").to_numpy()
+    rows = []
+    for example_id, example in tokens.groupby("example_id"):
+        for layer in range(n_layers):
+            for target in ("start", "end"):
+                norm = rng.random(len(example))
+                importance = np.where(context[: len(example)], norm, 0.0)
+                rows.append(pd.DataFrame({
+                    "example_id": example_id, "method": "riemann", "layer": layer, "target": target,
+                    "token_index": example["token_index"].to_numpy(), "word_index": example["word_index"].to_numpy(),
+                    "segment": example["segment"].to_numpy(), "score": rng.normal(size=len(example)),
+                    "norm": norm, "importance": importance / importance.sum(),
+                }))
+    return pd.concat(rows, ignore_index=True)
+
+
+@pytest.fixture
+def frames():
+    tokens = make_tokens()
+    return tokens, make_attributions(tokens)
+
+
+def html_strings(layout) -> list[str]:
+    """Every string that bokeh renders as HTML: Div texts and the per-layer HTML handed to CustomJS."""
+    strings = [div.text for div in layout.select({"type": Div})]
+    for callback in layout.select({"type": CustomJS}):
+        for value in callback.args.values():
+            if isinstance(value, list):
+                strings += [item for item in value if isinstance(item, str)]
+    return strings
+
+
+class SpanReader(HTMLParser):
+    """The text and inline style of each <span> of a passage."""
+
+    def __init__(self):
+        super().__init__()
+        self.spans: list[tuple[str, str]] = []
+        self._style: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "span":
+            self._style = dict(attrs).get("style", "")
+
+    def handle_data(self, data):
+        if self._style is not None:
+            self.spans.append((data, self._style))
+            self._style = None
+
+
+def spans_of(html: str) -> list[tuple[str, str]]:
+    reader = SpanReader()
+    reader.feed(html)
+    return reader.spans
+
+
+def background(style: str) -> str | None:
+    found = re.search(r"background:(#[0-9a-f]{6})", style)
+    return found.group(1) if found else None
+
+
+def reference_word_scores(attributions, tokens, target="start"):
+    """Word scores computed independently: sum the pieces of each context word."""
+    context = tokens[tokens["segment"] == "context"][["token_index", "word"]]
+    joined = attributions[attributions["target"] == target].merge(context, on="token_index")
+    return joined.groupby(["layer", "word_index"]).agg(word=("word", "first"), importance=("importance", "sum"),
+                                                       score=("score", "sum")).reset_index()
+
+
+# ----------------------------------------------------------------------------------------------------
+# escaping
+
+
+def all_views(tokens, attributions):
+    projection = tokens.merge(pd.DataFrame({"layer": range(3)}), how="cross")
+    projection["x"] = np.arange(len(projection), dtype=float)
+    projection["y"] = -np.arange(len(projection), dtype=float)
+    curves = pd.DataFrame({"layer": [0, 1, 0, 1], "category": [EVIL, EVIL, "noun", "noun"],
+                           "share": [0.1, 0.2, 0.9, 0.8]})
+    return [
+        viz.passage_view(attributions, tokens, example_id="ex1", k=3),
+        viz.passage_view(attributions, tokens, example_id="ex1", k=3, color_by="score"),
+        viz.qa_roles_view(tokens, example_id="ex1"),
+        viz.token_scatter(projection),
+        viz.layer_curves(curves),
+    ]
+
+
+def test_token_text_is_escaped_in_html_the_views_render(frames):
+    tokens, attributions = frames
+    for layout in all_views(tokens, attributions):
+        strings = html_strings(layout)
+        for text in strings:
+            assert "<script>pwn" not in text
+        if strings:  # the evil word is shown, escaped, not dropped
+            assert any(EVIL_ESCAPED in text for text in strings)
+
+
+def test_token_text_never_appears_unescaped_in_embedded_output(frames):
+    tokens, attributions = frames
+    for layout in all_views(tokens, attributions):
+        page = file_html(layout, CDN, "test")
+        script, div = components(layout)
+        for output in (page, script, div):
+            assert "<script>pwn" not in output
+            assert "pwn()</script>" not in output
+
+
+# ----------------------------------------------------------------------------------------------------
+# passage view: the slider's payload
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_topk_source_holds_exactly_each_layers_top_words(frames, k):
+    tokens, attributions = frames
+    layout = viz.passage_view(attributions, tokens, example_id="ex1", target="start", k=k)
+    data = layout.select_one({"name": "topk_words"}).data
+    shown = pd.DataFrame({"layer": data["layer"], "word_index": data["word_index"], "rank": data["rank"]})
+
+    words = reference_word_scores(attributions, tokens)
+    expected = words.sort_values("importance", ascending=False).groupby("layer").head(k)
+    for layer, rows in expected.groupby("layer"):
+        got = shown[shown["layer"] == layer].sort_values("rank")
+        assert list(got["word_index"]) == list(rows["word_index"]), layer
+        assert list(got["rank"]) == list(range(1, k + 1))
+    assert len(shown) == k * words["layer"].nunique()
+
+
+def test_slider_switches_to_html_highlighting_that_layers_top_words(frames):
+    tokens, attributions = frames
+    k = 3
+    layout = viz.passage_view(attributions, tokens, example_id="ex1", target="end", k=k)
+    slider = layout.select_one({"name": "layer_slider"})
+    (callback,) = slider.js_property_callbacks["change:value"]
+    layers, htmls = callback.args["layers"], callback.args["htmls"]
+    assert layers == [0, 1, 2, 3, 4] and (slider.start, slider.end) == (0, 4)
+
+    words = reference_word_scores(attributions, tokens, target="end")
+    for layer, html in zip(layers, htmls):
+        layer_words = words[words["layer"] == layer].sort_values("word_index")
+        spans = spans_of(html)
+        assert [text for text, _ in spans] == list(layer_words["word"])
+        highlighted = {i for i, (_, style) in enumerate(spans) if background(style)}
+        top = set(layer_words.reset_index(drop=True).nlargest(k, "importance").index)
+        assert highlighted == top
+        # the answer span ("mat near") is underlined
+        underlined = {text for text, style in spans if "border-bottom" in style}
+        assert underlined == {"mat", "near"}
+    # the first layer is what a static export shows
+    assert layout.select_one({"name": "passage"}).text == htmls[0]
+
+
+def test_word_scores_sum_the_pieces_of_split_words(frames):
+    tokens, attributions = frames
+    words = viz.passage_word_scores(attributions, tokens, example_id="ex1", target="start")
+    cat_pieces = tokens[tokens["token"].isin(["ca", "##t"])]["token_index"]
+    for layer in range(5):
+        rows = attributions[(attributions["layer"] == layer) & (attributions["target"] == "start")]
+        expected = rows[rows["token_index"].isin(cat_pieces)]["importance"].sum()
+        got = words[(words["layer"] == layer) & (words["word"] == "cat")]["importance"]
+        assert got.item() == pytest.approx(expected)
+    # importances of the passage words still sum to 1 per layer
+    assert np.allclose(words.groupby("layer")["importance"].sum(), 1.0)
+
+
+# ----------------------------------------------------------------------------------------------------
+# colours
+
+
+def test_signed_colours_are_centred_at_zero():
+    values = np.array([-4.0, -1.0, -0.05, 0.05, 0.5, 2.0])
+    colors = viz.signed_colors(values)
+    middle = len(viz.DIVERGING) // 2
+    negative_half, positive_half = set(viz.DIVERGING[:middle]), set(viz.DIVERGING[middle:])
+    for value, color in zip(values, colors):
+        assert color in (negative_half if value < 0 else positive_half), (value, color)
+    # the largest magnitude sets the symmetric limit: -4 is the end of the palette, +2 only half way
+    assert colors[0] == viz.DIVERGING[0]
+    assert colors[-1] != viz.DIVERGING[-1]
+    mapper = viz.signed_color_mapper(values)
+    assert (mapper.low, mapper.high) == (-4.0, 4.0)
+
+
+def test_score_colouring_of_the_passage_follows_the_sign(frames):
+    tokens, attributions = frames
+    layout = viz.passage_view(attributions, tokens, example_id="ex1", k=2, color_by="score")
+    htmls = layout.select_one({"name": "layer_slider"}).js_property_callbacks["change:value"][0].args["htmls"]
+    words = reference_word_scores(attributions, tokens)
+    middle = len(viz.DIVERGING) // 2
+    checked = 0
+    for layer, html in enumerate(htmls):
+        scores = words[words["layer"] == layer].sort_values("word_index")["score"].to_numpy()
+        for score, (_, style) in zip(scores, spans_of(html)):
+            position = viz.DIVERGING.index(background(style))
+            assert position < middle if score < 0 else position >= middle
+            checked += 1
+    assert checked == 12 * 5
+
+
+# ----------------------------------------------------------------------------------------------------
+# scatter, heatmaps, curves
+
+
+def test_scatter_source_coordinates_equal_the_projection_frame():
+    rng = np.random.default_rng(1)
+    tokens = make_tokens()
+    projection = tokens.merge(pd.DataFrame({"layer": [0, 3, 6]}), how="cross").sample(frac=1, random_state=0)
+    projection["x"] = rng.normal(size=len(projection))
+    projection["y"] = rng.normal(size=len(projection))
+    layout = viz.token_scatter(projection)
+    data = pd.DataFrame(layout.select_one({"name": "projection"}).data)
+    key = ["layer", "token_index"]
+    merged = data.merge(projection, on=key, suffixes=("_shown", ""))
+    assert len(merged) == len(projection) == len(data)
+    assert np.array_equal(merged["x_shown"], merged["x"]) and np.array_equal(merged["y_shown"], merged["y"])
+    assert (merged["category"] == merged["role"]).all() and (merged["token_shown"] == merged["token"]).all()
+    # the slider and the view filter start on the same layer and the callback moves the filter
+    slider = layout.select_one({"name": "layer_slider"})
+    (layer_filter,) = layout.select({"type": GroupFilter})
+    assert layer_filter.group == slider.value == 6
+    assert "layer_filter.group = cb_obj.value" in slider.js_property_callbacks["change:value"][0].code
+
+
+def test_jsd_heatmaps_average_examples_and_share_one_scale():
+    rng = np.random.default_rng(2)
+    pairs = pd.MultiIndex.from_product([["e1", "e2"], range(4), range(4)], names=["example_id", "layer_a", "layer_b"])
+    head = pd.DataFrame({"jsd": rng.random(len(pairs))}, index=pairs).reset_index()
+    tail = head.assign(jsd=head["jsd"] * 3)
+    layout = viz.jsd_heatmaps(head, tail)
+    for name, frame in (("jsd_head", head), ("jsd_tail", tail)):
+        shown = pd.DataFrame(layout.select_one({"name": name}).data)
+        expected = frame.groupby(["layer_a", "layer_b"])["jsd"].mean().reset_index()
+        merged = shown.merge(expected, on=["layer_a", "layer_b"])
+        assert len(merged) == 16 and np.allclose(merged["value"], merged["jsd"])
+    mappers = {renderer.glyph.fill_color.transform for renderer in layout.select({"type": GlyphRenderer})}
+    (mapper,) = mappers
+    assert mapper.low == 0 and mapper.high == pytest.approx(tail.groupby(["layer_a", "layer_b"])["jsd"].mean().max())
+
+
+def test_layer_curves_plot_the_mean_share_per_layer_and_facet():
+    frame = pd.DataFrame({
+        "example_id": ["a", "b"] * 8, "target": ["start"] * 8 + ["end"] * 8,
+        "layer": [0, 0, 1, 1] * 4, "category": (["answer"] * 4 + ["other"] * 4) * 2,
+        "share": np.linspace(0, 1, 16),
+    })
+    layout = viz.layer_curves(frame)
+    assert len(layout.children) == 2
+    expected = frame.groupby(["target", "category", "layer"])["share"].mean()
+    for fig, target in zip(layout.children, ["start", "end"]):
+        assert target in fig.title.text
+        for renderer in fig.renderers:
+            data = renderer.data_source.data
+            for layer, share, group in zip(data["x"], data["y"], data["group"]):
+                assert share == pytest.approx(expected[(target, group, layer)])
+
+
+# ----------------------------------------------------------------------------------------------------
+# bad input
+
+
+def test_bad_input_raises_a_helpful_error(frames):
+    tokens, attributions = frames
+    with pytest.raises(BertInsightInputError, match="lacks the column"):
+        viz.passage_view(attributions.drop(columns="importance"), tokens, example_id="ex1")
+    with pytest.raises(BertInsightInputError, match="example_id='nope'"):
+        viz.passage_view(attributions, tokens, example_id="nope")
+    with pytest.raises(BertInsightInputError, match="positive whole number"):
+        viz.passage_view(attributions, tokens, example_id="ex1", k=0)
+    two_methods = pd.concat([attributions, attributions.assign(method="gausslegendre")])
+    with pytest.raises(BertInsightInputError, match="method="):
+        viz.passage_view(two_methods, tokens, example_id="ex1")
+    with pytest.raises(BertInsightInputError, match="layer columns"):
+        viz.jsd_heatmaps(pd.DataFrame({"a": [0], "jsd": [0.1]}), pd.DataFrame({"a": [0], "jsd": [0.1]}))
+    with pytest.raises(BertInsightInputError, match="coordinate"):
+        viz.token_scatter(tokens.assign(layer=0))
