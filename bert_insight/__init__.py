@@ -28,6 +28,8 @@ _EXPORTS: dict[str, str] = {
     "load_duorc": "bert_insight.data",
     "load_hotpotqa": "bert_insight.data",
     "load_babi": "bert_insight.data",
+    "validate_examples": "bert_insight.data",
+    "HELDOUT_TITLES": "bert_insight.data",
     # QA predictions and tokens
     "predict": "bert_insight.qa",
     "evaluate": "bert_insight.qa",

@@ -75,9 +75,6 @@ class ArchitectureAdapter:
 
     def block_part(self, model: nn.Module, layer: int, dotted: str) -> nn.Module:
         block = self.blocks(model)[layer]
-        if attention_mask is None and self.family == "distilbert" and _TRANSFORMERS_MAJOR < 5:
-            # 4.x DistilBERT eager attention needs its 2-d keep-mask even without padding.
-            attention_mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
         if self.family == "albert":
             block = block.albert_layers[0]
         return _get_path(block, dotted)
