@@ -214,15 +214,19 @@ def _mean_matrix(frame: pd.DataFrame, value: str, what: str) -> pd.DataFrame:
     return matrix.rename(columns={first: "layer_a", second: "layer_b", value: "value"})
 
 
-def jsd_heatmaps(jsd_head: pd.DataFrame, jsd_tail: pd.DataFrame, *, value: str = "jsd",
-                 titles: tuple[str, str] = ("top-k (head)", "rest (tail)")):
+def jsd_heatmaps(jsd_head: pd.DataFrame, jsd_tail: pd.DataFrame, *, target: str | None = None,
+                 value: str = "jsd", titles: tuple[str, str] = ("top-k (head)", "rest (tail)")):
     """The pair of layer x layer Jensen-Shannon divergence heatmaps (Ramnath et al. Figure 1).
 
-    Each frame has two layer columns (e.g. layer_a, layer_b) and a ``value`` column; several rows per
-    layer pair (examples, targets) are averaged. Both maps share one sequential colour scale (0 =
+    Each frame (from bert_insight.importance_jsd with keep="head" / "tail") has two layer columns
+    (layer_a, layer_b) and a ``value`` column; ``target`` keeps that target's rows, and the remaining
+    rows per layer pair (examples, targets) are averaged. Both maps share one sequential colour scale (0 =
     lightest) so they compare at a glance; hover shows the two layers and the value.
     Returns a bokeh ``row`` of the two figures and a colour bar.
     """
+    if target is not None:
+        jsd_head = select_single(jsd_head, "target", target, what="jsd_head")
+        jsd_tail = select_single(jsd_tail, "target", target, what="jsd_tail")
     head = _mean_matrix(jsd_head, value, "jsd_head")
     tail = _mean_matrix(jsd_tail, value, "jsd_tail")
     high = float(max(head["value"].max(), tail["value"].max()))
@@ -230,7 +234,8 @@ def jsd_heatmaps(jsd_head: pd.DataFrame, jsd_tail: pd.DataFrame, *, value: str =
     figures = []
     for matrix, title, name in ((head, titles[0], "jsd_head"), (tail, titles[1], "jsd_tail")):
         layers = sorted(set(matrix["layer_a"]) | set(matrix["layer_b"]))
-        fig = figure(width=330, height=310, title=f"JSD {title}", tools="", toolbar_location=None,
+        label = f"JSD {title}" + (f", {target}" if target is not None else "")
+        fig = figure(width=330, height=310, title=label, tools="", toolbar_location=None,
                      x_range=(layers[0] - 0.5, layers[-1] + 0.5), y_range=(layers[0] - 0.5, layers[-1] + 0.5),
                      x_axis_label="layer", y_axis_label="layer")
         source = ColumnDataSource({column: matrix[column].to_numpy() for column in matrix.columns}, name=name)
