@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
 
 from .errors import BertInsightInputError
 from .text import exact_match_score, f1_score, normalize_answer, question_type
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from .models.loading import QAModelHandle
 
 QUESTION_TYPE_ORDER = (
     "what", "which", "who", "whom", "whose", "when", "where", "why", "how many", "how much", "how", "other",
@@ -145,7 +151,7 @@ def _check_questions_fit(tokenizer, examples: pd.DataFrame, questions: list[str]
 
 
 # ---- windows -------------------------------------------------------------------------------------------
-def encode_windows(tokenizer, examples: pd.DataFrame, *, max_length: int = 384,
+def encode_windows(tokenizer: PreTrainedTokenizerBase, examples: pd.DataFrame, *, max_length: int = 384,
                    doc_stride: int = 128) -> list[QAWindow]:
     """Cut every example into overlapping windows of at most ``max_length`` tokens.
 
@@ -231,7 +237,7 @@ def collate_windows(windows: list[QAWindow], device: torch.device | str, *, pad_
     return inputs
 
 
-def _window_logits(handle, windows: list[QAWindow], *, batch_size: int,
+def _window_logits(handle: QAModelHandle, windows: list[QAWindow], *, batch_size: int,
                    progress: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Start and end logits (float32, CPU, trimmed to each window's length) for every window."""
     from tqdm.auto import tqdm
@@ -317,7 +323,7 @@ def _is_squad2(examples: pd.DataFrame, null_threshold: float | None) -> bool:
 
 
 def predict(
-    handle,
+    handle: QAModelHandle,
     examples: pd.DataFrame,
     *,
     max_length: int = 384,
@@ -450,7 +456,7 @@ def evaluate(predictions: pd.DataFrame, examples: pd.DataFrame) -> pd.DataFrame:
 
 
 def analysis_windows(
-    handle,
+    handle: QAModelHandle,
     examples: pd.DataFrame,
     predictions: pd.DataFrame | None = None,
     *,

@@ -8,8 +8,15 @@ import bisect
 import re
 import string
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from .models.loading import QAModelHandle
+    from .qa import QAWindow
 
 # ---- SQuAD answer normalisation (the official evaluate-v1.1.py logic) ---------------------------------
 _PUNCTUATION = set(string.punctuation)
@@ -152,7 +159,7 @@ def answer_span(example, prediction=None) -> tuple[int, int] | None:
     return None
 
 
-def window_tokens(tokenizer, window, question: str, context: str,
+def window_tokens(tokenizer: PreTrainedTokenizerBase, window: QAWindow, question: str, context: str,
                   span: tuple[int, int] | None) -> pd.DataFrame:
     """The tokens frame of one :class:`~bert_insight.qa.QAWindow` (see :func:`tokens` for columns).
 
@@ -214,7 +221,7 @@ def window_tokens(tokenizer, window, question: str, context: str,
 
 
 def tokens(
-    handle,
+    handle: QAModelHandle,
     examples: pd.DataFrame,
     *,
     predictions: pd.DataFrame | None = None,

@@ -408,3 +408,18 @@ def test_default_model_exact_match_on_held_out_questions(default_handle):
     examples = load_squad(split="heldout").head(20)
     predictions = predict(default_handle, examples, progress=False)
     assert evaluate(predictions, examples).set_index("group").loc["all", "exact_match"] > 30
+
+
+def test_squad2_bundled_slice_scores_every_empty_prediction_by_impossibility(tiny_handle):
+    from bert_insight.data import load_squad
+
+    examples = load_squad(version="2.0", limit=24)
+    assert 0 < examples["is_impossible"].sum() < len(examples)
+    # a hugely negative threshold makes the null answer win everywhere
+    predictions = predict(tiny_handle, examples, max_length=MAX_LENGTH, doc_stride=STRIDE, null_threshold=-1e9,
+                          progress=False)
+    assert predictions["pred_text"].eq("").all() and predictions["start_index"].eq(0).all()
+    expected = 100 * examples["is_impossible"].mean()
+    overall = evaluate(predictions, examples).set_index("group").loc["all"]
+    assert overall["exact_match"] == pytest.approx(expected) and overall["f1"] == pytest.approx(expected)
+    assert overall["n"] == len(examples)
