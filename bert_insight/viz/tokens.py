@@ -125,18 +125,21 @@ def token_scatter(projection: pd.DataFrame, *, color: str = "role", example_id: 
     }
     source = ColumnDataSource(data, name="projection")
     layer_filter = GroupFilter(column_name="layer", group=layers[-1])
-    categories = sorted(set(data["category"]))
+    order = list(ROLE_COLORS)
+    categories = sorted(set(data["category"]), key=lambda c: (order.index(c) if c in order else len(order), c))
     colors = categorical_colors(categories)
-    method = projection.attrs.get("method", "projection") if hasattr(projection, "attrs") else "projection"
-    fig = figure(width=520, height=460, title=f"{method} of token vectors, coloured by {color}",
+    settings = projection.attrs.get("projection", {}) if isinstance(projection.attrs.get("projection"), dict) else {}
+    method = str(settings.get("method", projection.attrs.get("method", "projection")))
+    method = {"tsne": "t-SNE", "pca": "PCA", "ica": "ICA"}.get(method, method)
+    fig = figure(width=640, height=460, title=f"{method} of token vectors, coloured by {color}",
                  tools="pan,wheel_zoom,box_zoom,reset,save", x_axis_label=x_column, y_axis_label=y_column)
     points = fig.scatter("x", "y", source=source, view=CDSView(filter=layer_filter), size=8, alpha=0.8,
                          color=factor_cmap("category", palette=[colors[c] for c in categories], factors=categories),
                          legend_field="category")
     fig.add_tools(HoverTool(renderers=[points], tooltips=[("token", "@token"), (color, "@category"),
                                                           ("token_index", "@token_index"), ("layer", "@layer")]))
-    fig.legend.location = "top_left"
     fig.legend.label_text_font_size = "9px"
+    fig.add_layout(fig.legend[0], "right")
     slider = Slider(start=layers[0], end=max(layers[-1], layers[0] + 1), value=layers[-1], step=1, title="layer",
                     name="layer_slider", disabled=len(layers) == 1)
     slider.js_on_change("value", CustomJS(args=dict(layer_filter=layer_filter, source=source), code="""
