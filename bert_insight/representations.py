@@ -1,0 +1,248 @@
+"""Hidden states of every token, per layer, and their 2-d / 3-d projections and clusters.
+
+:func:`hidden_states` runs the model once per example on its analysis window (the window holding the
+predicted answer, :func:`bert_insight.qa.analysis_windows`), so token_index values join with the
+tokens and attributions frames. :func:`project_tokens` gives the t-SNE / PCA / ICA maps of
+Ramnath et al. 2020 (Figures 2-3: one example, one map per layer); :func:`kmeans_tokens` clusters the
+same vectors (van Aken et al. 2019).
+
+Layer convention (DESIGN.md): layer 0 is the embedding output, layer l the output of block l - 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from threadpoolctl import threadpool_limits
+
+from .errors import BertInsightInputError
+
+PROJECTION_METHODS = ("tsne", "pca", "ica")
+_AXES = ("x", "y", "z")
+TOKEN_LABELS = ("example_id", "token_index", "token", "word", "segment", "role")
+
+
+@dataclass
+class TokenVectors:
+    """Hidden states of the tokens in ``tokens`` (same row order): ``vectors[layer]`` is a float32
+    array of shape (n_tokens, hidden_size) for every layer computed."""
+
+    vectors: dict[int, np.ndarray]
+    tokens: pd.DataFrame
+    attrs: dict = field(default_factory=dict)
+
+    @property
+    def layers(self) -> list[int]:
+        return sorted(self.vectors)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def select(self, *, example_ids: Iterable[str] | str | None = None,
+               segments: Iterable[str] | str | None = None) -> "TokenVectors":
+        """The tokens of some examples and/or segments (question / context / special)."""
+        mask = np.ones(len(self.tokens), dtype=bool)
+        if example_ids is not None:
+            wanted = {example_ids} if isinstance(example_ids, str) else {str(e) for e in example_ids}
+            mask &= self.tokens["example_id"].astype(str).isin(wanted).to_numpy()
+        if segments is not None:
+            wanted = {segments} if isinstance(segments, str) else set(segments)
+            mask &= self.tokens["segment"].isin(wanted).to_numpy()
+        if not mask.any():
+            raise BertInsightInputError(
+                f"No token matches example_ids={example_ids!r}, segments={segments!r}; check the ids "
+                "against vectors.tokens.example_id and use segments among question / context / special."
+            )
+        return TokenVectors({layer: array[mask] for layer, array in self.vectors.items()},
+                            self.tokens[mask].reset_index(drop=True), dict(self.attrs))
+
+    def __repr__(self) -> str:
+        n_examples = self.tokens["example_id"].nunique() if len(self.tokens) else 0
+        hidden = next(iter(self.vectors.values())).shape[1] if self.vectors else 0
+        return (f"TokenVectors({len(self.tokens)} tokens of {n_examples} examples, layers {self.layers}, "
+                f"hidden size {hidden})")
+
+
+def _resolve_layers(layers, n_layers: int) -> list[int]:
+    """"all" -> 0..n_layers; an int or ints in 0..n_layers otherwise."""
+    if isinstance(layers, str):
+        if layers != "all":
+            raise BertInsightInputError(f"layers={layers!r}; pass 'all', a layer number or a list of them.")
+        return list(range(n_layers + 1))
+    chosen = [layers] if isinstance(layers, (int, np.integer)) else list(layers)
+    bad = [layer for layer in chosen if not isinstance(layer, (int, np.integer)) or not 0 <= layer <= n_layers]
+    if bad or not chosen:
+        raise BertInsightInputError(
+            f"layers={layers!r}: hidden-state layers run from 0 (embeddings) to {n_layers} (last block); "
+            "pass 'all' or whole numbers in that range."
+        )
+    return sorted({int(layer) for layer in chosen})
+
+
+def hidden_states(
+    handle,
+    examples: pd.DataFrame,
+    *,
+    layers="all",
+    predictions: pd.DataFrame | None = None,
+    max_length: int = 384,
+    doc_stride: int = 128,
+    progress: bool = False,
+) -> TokenVectors:
+    """Hidden states of every token of each example's analysis window, for the chosen ``layers``.
+
+    Returns a :class:`TokenVectors`: ``.vectors[layer]`` (n_tokens, hidden_size) float32 arrays whose
+    rows follow ``.tokens``, the tokens frame of :func:`bert_insight.tokens` (example_id,
+    token_index, token, word_index, word, segment, role, char_start, char_end, in_answer,
+    in_question, near_answer, is_number, is_stopword). ``predictions`` (from
+    :func:`bert_insight.predict` with the same max_length and doc_stride) choose the windows; they
+    are computed when None.
+    """
+    from tqdm.auto import tqdm
+
+    from .qa import _uses_token_types, _validated, analysis_windows, predict, window_inputs
+    from .text import answer_span, window_tokens
+
+    examples = _validated(examples)
+    chosen_layers = _resolve_layers(layers, handle.num_layers)
+    if predictions is None:
+        predictions = predict(handle, examples, max_length=max_length, doc_stride=doc_stride, progress=False)
+    chosen = analysis_windows(handle, examples, predictions, max_length=max_length, doc_stride=doc_stride)
+    use_types = _uses_token_types(handle, [window for window, _, _ in chosen])
+    predicted = {str(row["example_id"]): row for _, row in predictions.iterrows()}
+
+    pieces: dict[int, list[np.ndarray]] = {layer: [] for layer in chosen_layers}
+    frames = []
+    rows = list(zip((example for _, example in examples.iterrows()), chosen))
+    with torch.inference_mode():
+        for example, (window, _, _) in tqdm(rows, desc="hidden states", disable=not progress):
+            inputs = window_inputs(window, handle.device, token_type_ids=use_types)
+            output = handle.model(**inputs, output_hidden_states=True)
+            for layer in chosen_layers:
+                pieces[layer].append(output.hidden_states[layer][0].float().cpu().numpy())
+            span = answer_span(example, predicted.get(str(example["example_id"])))
+            frames.append(window_tokens(handle.tokenizer, window, example["question"], example["context"], span))
+    tokens = pd.concat(frames, ignore_index=True)
+    attrs = {"model": handle.name, "fingerprint": handle.fingerprint, "function": "bert_insight.hidden_states",
+             "params": {"layers": chosen_layers, "max_length": max_length, "doc_stride": doc_stride}}
+    tokens.attrs = dict(attrs)
+    return TokenVectors({layer: np.concatenate(arrays) for layer, arrays in pieces.items()}, tokens, attrs)
+
+
+def _check_vectors(vectors) -> TokenVectors:
+    if not isinstance(vectors, TokenVectors):
+        raise BertInsightInputError(
+            f"Expected the TokenVectors that bert_insight.hidden_states returns (got {type(vectors).__name__})."
+        )
+    return vectors
+
+
+def _chosen_layers(vectors: TokenVectors, layers) -> list[int]:
+    if isinstance(layers, str) and layers == "all":
+        return vectors.layers
+    chosen = [layers] if isinstance(layers, (int, np.integer)) else list(layers)
+    missing = [layer for layer in chosen if layer not in vectors.vectors]
+    if missing or not chosen:
+        raise BertInsightInputError(
+            f"layers={layers!r}: these vectors hold layers {vectors.layers}; compute the others with "
+            "hidden_states(..., layers=...)."
+        )
+    return [int(layer) for layer in chosen]
+
+
+def _projector(method: str, n_components: int, seed: int, perplexity: float | None, n_samples: int):
+    from sklearn.decomposition import PCA, FastICA
+    from sklearn.manifold import TSNE
+
+    if method == "pca":
+        return PCA(n_components=n_components, random_state=seed)
+    if method == "ica":
+        return FastICA(n_components=n_components, random_state=seed, whiten="unit-variance", max_iter=1000)
+    # t-SNE needs perplexity < n_samples; sklearn's default 30 is too large for one short passage.
+    perplexity = perplexity if perplexity is not None else float(min(30.0, max(2.0, (n_samples - 1) / 3)))
+    if perplexity >= n_samples:
+        raise BertInsightInputError(
+            f"perplexity={perplexity} must be below the number of tokens ({n_samples}); pass a smaller one."
+        )
+    return TSNE(n_components=n_components, perplexity=perplexity, random_state=seed, init="pca")
+
+
+def project_tokens(
+    vectors: TokenVectors,
+    *,
+    layers="all",
+    method: str = "tsne",
+    n_components: int = 2,
+    seed: int = 0,
+    perplexity: float | None = None,
+) -> pd.DataFrame:
+    """2-d (or 3-d) map of the token vectors, fitted separately for each layer.
+
+    ``method``: "tsne" (sklearn TSNE, PCA initialisation; perplexity defaults to
+    min(30, (n_tokens - 1) / 3)), "pca" or "ica" (FastICA). All tokens in ``vectors`` share one map per
+    layer; pass ``vectors.select(example_ids=...)`` for the one-example maps of Ramnath et al.
+
+    Columns: example_id, layer, token_index, token, word, segment, role, x, y (and z when
+    n_components=3).
+    """
+    vectors = _check_vectors(vectors)
+    if method not in PROJECTION_METHODS:
+        raise BertInsightInputError(f"method={method!r}; use one of {PROJECTION_METHODS}.")
+    if n_components not in (2, 3):
+        raise BertInsightInputError(f"n_components={n_components!r}; use 2 or 3.")
+    if len(vectors) <= n_components:
+        raise BertInsightInputError(
+            f"Only {len(vectors)} tokens: a {n_components}-d map needs more; select more examples or segments."
+        )
+    labels = vectors.tokens[list(TOKEN_LABELS)].reset_index(drop=True)
+    frames = []
+    for layer in _chosen_layers(vectors, layers):
+        projector = _projector(method, n_components, seed, perplexity, len(vectors))
+        # One OpenMP thread: on maps of a few hundred tokens sklearn's Barnes-Hut t-SNE spends more on
+        # thread synchronisation than it saves (15x slower with 2 threads on a busy 2-core machine).
+        with threadpool_limits(1, user_api="openmp"):
+            points = projector.fit_transform(vectors.vectors[layer].astype(np.float64))
+        frame = labels.copy()
+        frame.insert(1, "layer", layer)
+        for axis, column in zip(_AXES, points.T):
+            frame[axis] = column
+        frames.append(frame)
+    result = pd.concat(frames, ignore_index=True)
+    result.attrs = {**vectors.attrs, "projection": {"method": method, "n_components": n_components,
+                                                     "seed": seed, "perplexity": perplexity}}
+    return result
+
+
+def kmeans_tokens(
+    vectors: TokenVectors,
+    *,
+    n_clusters: int = 5,
+    layers="all",
+    seed: int = 0,
+) -> pd.DataFrame:
+    """k-means cluster of every token vector, fitted separately for each layer (sklearn KMeans).
+
+    Columns: example_id, layer, token_index, token, word, segment, role, cluster (0..n_clusters-1).
+    """
+    from sklearn.cluster import KMeans
+
+    vectors = _check_vectors(vectors)
+    if not isinstance(n_clusters, (int, np.integer)) or not 1 <= n_clusters <= len(vectors):
+        raise BertInsightInputError(
+            f"n_clusters={n_clusters!r}; pass a whole number between 1 and the number of tokens ({len(vectors)})."
+        )
+    labels = vectors.tokens[list(TOKEN_LABELS)].reset_index(drop=True)
+    frames = []
+    for layer in _chosen_layers(vectors, layers):
+        model = KMeans(n_clusters=int(n_clusters), n_init=10, random_state=seed)
+        frame = labels.copy()
+        frame.insert(1, "layer", layer)
+        frame["cluster"] = model.fit_predict(vectors.vectors[layer].astype(np.float64))
+        frames.append(frame)
+    result = pd.concat(frames, ignore_index=True)
+    result.attrs = {**vectors.attrs, "kmeans": {"n_clusters": int(n_clusters), "seed": seed}}
+    return result
