@@ -1,0 +1,333 @@
+"""Fine-tune an extractive QA model on SQuAD-style examples (a plain torch loop).
+
+Featurisation is the standard SQuAD recipe (Hugging Face ``run_qa.py``): each example is cut into
+overlapping windows by :func:`bert_insight.qa.encode_windows`; a window that holds the whole first
+gold answer is labelled with the tokens covering the answer's first and last characters, any other
+window (and every window of an unanswerable question) points start and end at the CLS token.
+
+Training: AdamW (no weight decay on biases and LayerNorm weights), linear warmup then linear decay
+(``transformers.get_linear_schedule_with_warmup``), bfloat16 autocast where the hardware has fast
+bf16 matmuls, batches of windows of similar length (less padding), a fixed seed.
+
+The training log (one row per optimiser step) is kept in ``handle.card["training_log"]`` so it is
+saved in ``model_card.json`` next to the weights; :func:`training_log` turns it into a DataFrame.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import pandas as pd
+import torch
+
+from ..errors import BertInsightInputError
+from .loading import QAModelHandle, from_model, load_qa_model
+
+TRAINING_LOG_COLUMNS = ("step", "epoch", "loss", "lr", "seconds")
+
+
+class LabelledWindow(NamedTuple):
+    """One training input: a :class:`bert_insight.qa.QAWindow` and its answer token positions.
+
+    ``start_position``/``end_position`` index ``window.input_ids``; both are the CLS position when
+    ``has_answer`` is False (the answer is not wholly inside this window, or there is none).
+    """
+
+    window: object
+    start_position: int
+    end_position: int
+    has_answer: bool
+
+
+# ---- hardware ------------------------------------------------------------------------------------
+def bf16_is_fast(device: torch.device | str) -> bool:
+    """True where bfloat16 matmuls are native: CUDA GPUs with bf16, CPUs with AVX512-BF16 or AMX.
+
+    Elsewhere (e.g. AVX2-only CPUs) torch emulates bf16 matmuls, which is many times slower than fp32.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:  # not Linux: no cheap way to ask, and a wrong yes costs a lot
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+# ---- featurisation -------------------------------------------------------------------------------
+def training_windows(tokenizer, examples: pd.DataFrame, *, max_length: int = 384,
+                     doc_stride: int = 128) -> list[LabelledWindow]:
+    """Windows of every example (as :func:`bert_insight.qa.encode_windows`) with answer token labels.
+
+    The label is the first gold answer (the SQuAD training convention). A window is labelled with the
+    answer only when the answer's characters lie wholly inside the window's context tokens.
+    """
+    from ..qa import encode_windows
+
+    answer_spans = _answer_spans(examples)
+    windows = encode_windows(tokenizer, examples, max_length=max_length, doc_stride=doc_stride)
+    cls_id = tokenizer.cls_token_id
+    labelled = []
+    for window in windows:
+        cls_position = window.input_ids.index(cls_id) if cls_id in window.input_ids else 0
+        span = answer_spans[window.example_id]
+        start_position = end_position = cls_position
+        if span is not None:
+            positions = _span_positions(window, *span)
+            if positions is not None:
+                start_position, end_position = positions
+        labelled.append(LabelledWindow(window, start_position, end_position, start_position != cls_position))
+    return labelled
+
+
+def _answer_spans(examples: pd.DataFrame) -> dict[str, tuple[int, int] | None]:
+    if not isinstance(examples, pd.DataFrame) or "answers" not in examples.columns:
+        raise BertInsightInputError(
+            "train_examples must be an examples DataFrame with an 'answers' column (list of "
+            "{'text', 'answer_start'}), e.g. bert_insight.load_squad(split='train')."
+        )
+    spans: dict[str, tuple[int, int] | None] = {}
+    for example_id, context, answers in zip(examples["example_id"], examples["context"], examples["answers"]):
+        answers = list(answers) if answers is not None and not isinstance(answers, float) else []
+        if not answers:
+            spans[str(example_id)] = None  # unanswerable (SQuAD 2.0): every window points at CLS
+            continue
+        start = int(answers[0]["answer_start"])
+        end = start + len(answers[0]["text"])
+        if not (0 <= start < end <= len(context)):
+            raise BertInsightInputError(
+                f"Example {example_id!r}: answer {answers[0]['text']!r} at character {start} does not fit in "
+                f"its {len(context)}-character context. Fix answer_start (a character offset into context)."
+            )
+        spans[str(example_id)] = (start, end)
+    return spans
+
+
+def _span_positions(window, char_start: int, char_end: int) -> tuple[int, int] | None:
+    """First and last context tokens covering characters [char_start, char_end), if all inside."""
+    context = window.context_positions
+    if not context:
+        return None
+    first, last = context[0], context[-1]
+    if window.offsets[first][0] > char_start or window.offsets[last][1] < char_end:
+        return None
+    start_position = next(i for i in context if window.offsets[i][1] > char_start)
+    end_position = next(i for i in reversed(context) if window.offsets[i][0] < char_end)
+    return start_position, end_position
+
+
+def _length_grouped_batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Shuffled batches whose members have similar lengths (little padding), still random per epoch."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    group = batch_size * 50
+    batches = []
+    for begin in range(0, len(order), group):
+        chunk = sorted(order[begin: begin + group], key=lambda i: lengths[i])
+        batches.extend(chunk[i: i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+# ---- training ------------------------------------------------------------------------------------
+def _check_positive(name: str, value, kind=(int, float)) -> None:
+    if isinstance(value, bool) or not isinstance(value, kind) or not value > 0:
+        raise BertInsightInputError(f"{name}={value!r}; pass a positive number.")
+
+
+def finetune_qa(
+    handle_or_name: QAModelHandle | str | os.PathLike | None,
+    train_examples: pd.DataFrame,
+    *,
+    epochs: float = 2.0,
+    lr: float = 1e-4,
+    batch_size: int = 32,
+    max_length: int = 384,
+    doc_stride: int = 128,
+    bf16: bool | None = None,
+    seed: int = 0,
+    warmup_ratio: float = 0.1,
+    weight_decay: float = 0.01,
+    progress: bool = True,
+    max_seconds: float | None = None,
+    output_dir: str | os.PathLike | None = None,
+    device: str | torch.device = "auto",
+) -> QAModelHandle:
+    """Fine-tune a QA model on ``train_examples`` and return a new handle (the input is not changed).
+
+    ``handle_or_name``: a :class:`QAModelHandle` (its model is copied) or anything
+    :func:`load_qa_model` accepts (loaded on ``device`` with ``allow_new_qa_head=True``, so base
+    checkpoints without a QA head work). Training runs on the handle's device.
+
+    ``epochs`` may be fractional. ``bf16=None`` picks bfloat16 autocast where it is fast
+    (:func:`bf16_is_fast`). ``max_seconds`` is a time budget for the optimiser loop: the planned number
+    of steps is shrunk (re-checked as training goes) so the learning rate still decays to 0 within it.
+    ``output_dir`` saves weights, tokenizer and ``model_card.json`` there.
+
+    The returned handle's ``card`` records the settings (base_model, n_train_examples,
+    n_train_windows, steps, planned_steps, epochs, lr, batch_size, max_length, doc_stride, bf16, seed,
+    warmup_ratio, weight_decay, seconds, stopped_by_time_budget, torch, transformers, date) and
+    ``training_log``: one record per step with step, epoch, loss, lr, seconds (see
+    :func:`training_log`).
+    """
+    from tqdm.auto import tqdm
+    from transformers import get_linear_schedule_with_warmup
+
+    from ..qa import collate_windows
+
+    _check_positive("epochs", epochs)
+    _check_positive("lr", lr)
+    _check_positive("batch_size", batch_size, int)
+    if max_seconds is not None:
+        _check_positive("max_seconds", max_seconds)
+    if not 0 <= warmup_ratio < 1:
+        raise BertInsightInputError(f"warmup_ratio={warmup_ratio!r}; pass a fraction in [0, 1) such as 0.1.")
+    if isinstance(handle_or_name, QAModelHandle):
+        base = handle_or_name
+        model = copy.deepcopy(base.model)
+    else:
+        base = load_qa_model(handle_or_name, device=device, allow_new_qa_head=True)
+        model = base.model
+    tokenizer, device_ = base.tokenizer, base.device
+    use_bf16 = bf16_is_fast(device_) if bf16 is None else bool(bf16)
+
+    labelled = training_windows(tokenizer, train_examples, max_length=max_length, doc_stride=doc_stride)
+    if not labelled:
+        raise BertInsightInputError("train_examples is empty; pass at least one example with an answer.")
+    use_types = base.adapter.uses_token_type_ids and all(item.window.token_type_ids is not None for item in labelled)
+    pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    lengths = [len(item.window) for item in labelled]
+
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    steps_per_epoch = math.ceil(len(labelled) / batch_size)
+    planned_steps = max(1, math.ceil(epochs * steps_per_epoch))
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "LayerNorm.bias")
+    parameters = [
+        {"params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)],
+         "weight_decay": weight_decay},
+        {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(parameters, lr=lr)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(warmup_ratio * planned_steps), planned_steps)
+
+    model.to(device_).train()
+    log: list[dict] = []
+    started = time.perf_counter()
+    step, stopped_by_time = 0, False
+    bar = tqdm(total=planned_steps, desc="fine-tune", unit="step", disable=not progress)
+    try:
+        while step < planned_steps:
+            for batch in _length_grouped_batches(lengths, batch_size, rng):
+                items = [labelled[i] for i in batch]
+                inputs = collate_windows([item.window for item in items], device_, pad_token_id=pad_token_id,
+                                         token_type_ids=use_types)
+                inputs["start_positions"] = torch.tensor([item.start_position for item in items], device=device_)
+                inputs["end_positions"] = torch.tensor([item.end_position for item in items], device=device_)
+                with torch.autocast(device_type=device_.type, dtype=torch.bfloat16, enabled=use_bf16):
+                    loss = model(**inputs).loss
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                elapsed = time.perf_counter() - started
+                log.append({"step": step, "epoch": step / steps_per_epoch, "loss": float(loss.detach()),
+                            "lr": scheduler.get_last_lr()[0], "seconds": round(elapsed, 3)})
+                bar.update(1)
+                bar.set_postfix(loss=f"{log[-1]['loss']:.3f}")
+                if max_seconds is not None and step < planned_steps:
+                    if elapsed >= max_seconds:
+                        stopped_by_time = True
+                        break
+                    affordable = _affordable_steps(step, elapsed, max_seconds)
+                    if affordable < planned_steps:
+                        planned_steps = affordable
+                        bar.total = planned_steps
+                        # Continue the same warmup/decay shape over the shorter run.
+                        scheduler = get_linear_schedule_with_warmup(
+                            optimizer, int(warmup_ratio * planned_steps), planned_steps, last_epoch=step - 1)
+                if step >= planned_steps:
+                    break
+            if stopped_by_time:
+                break
+    finally:
+        bar.close()
+        model.eval()
+
+    seconds = time.perf_counter() - started
+    import transformers
+
+    card = {
+        "base_model": base.name,
+        "n_train_examples": int(len(train_examples)),
+        "n_train_windows": len(labelled),
+        "n_answer_windows": sum(item.has_answer for item in labelled),
+        "steps": step,
+        "planned_steps": planned_steps,
+        "epochs": round(step / steps_per_epoch, 4),
+        "lr": lr,
+        "batch_size": batch_size,
+        "max_length": max_length,
+        "doc_stride": doc_stride,
+        "bf16": use_bf16,
+        "seed": seed,
+        "warmup_ratio": warmup_ratio,
+        "weight_decay": weight_decay,
+        "seconds": round(seconds, 1),
+        "stopped_by_time_budget": stopped_by_time or planned_steps < math.ceil(epochs * steps_per_epoch),
+        "device": str(device_),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "training_log": log,
+    }
+    handle = from_model(model, tokenizer, name=f"{base.name} (fine-tuned for QA)", device=device_, card=card)
+    handle.attention = base.attention
+    if output_dir is not None:
+        save_handle(handle, output_dir)
+    return handle
+
+
+def _affordable_steps(step: int, elapsed: float, max_seconds: float) -> int:
+    """Steps that fit in the budget at the speed seen so far (re-planned as the speed changes)."""
+    if step < 5:  # the first steps include one-off warm-up costs
+        return 1 << 62
+    return max(step + 1, int(max_seconds / (elapsed / step)))
+
+
+def save_handle(handle: QAModelHandle, output_dir: str | os.PathLike) -> Path:
+    """Write the model (``save_pretrained``), its tokenizer and ``model_card.json`` to ``output_dir``."""
+    output = Path(output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    handle.model.save_pretrained(output)
+    handle.tokenizer.save_pretrained(output)
+    (output / "model_card.json").write_text(json.dumps(handle.card, indent=1, default=str))
+    return output
+
+
+def training_log(handle_or_card: QAModelHandle | dict) -> pd.DataFrame:
+    """The per-step training log of a fine-tuned model.
+
+    Returns columns step (1-based optimiser step), epoch (fraction of passes over the training windows),
+    loss (mean start/end cross-entropy of that batch), lr (learning rate after the step) and seconds
+    (since training began).
+    """
+    card = handle_or_card.card if isinstance(handle_or_card, QAModelHandle) else handle_or_card
+    if not isinstance(card, dict) or "training_log" not in card:
+        raise BertInsightInputError(
+            "This model card has no training_log; only models made by bert_insight.finetune_qa carry one."
+        )
+    return pd.DataFrame(card["training_log"], columns=list(TRAINING_LOG_COLUMNS))
