@@ -1,0 +1,343 @@
+"""Ramnath et al. analyses on hand-made and randomly generated attribution / tokens frames."""
+
+from __future__ import annotations
+
+import math
+from itertools import product
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bert_insight.attribution.analysis import (
+    importance_jsd,
+    pos_group,
+    quantifier_analysis,
+    top_words,
+    topk_categories,
+    topk_pos,
+    word_importance,
+)
+from bert_insight.errors import BertInsightInputError
+
+
+# ---- frame builders ------------------------------------------------------------------------------------
+def make_tokens(example_id: str, words: list[str], *, pieces: list[int] | None = None, roles=None,
+                numbers=None, stopwords=None, question=("what", "?")) -> pd.DataFrame:
+    """A tokens frame: [CLS] question [SEP] context pieces [SEP], as bert_insight.tokens lays it out."""
+    pieces = pieces or [1] * len(words)
+    roles = roles or ["other"] * len(words)
+    numbers = numbers or [False] * len(words)
+    stopwords = stopwords or [False] * len(words)
+    rows = [("[CLS]", -1, "[CLS]", "special", "special", False)]
+    rows += [(word, index, word, "question", "question", False) for index, word in enumerate(question)]
+    rows.append(("[SEP]", -1, "[SEP]", "special", "special", False))
+    for index, (word, count, role) in enumerate(zip(words, pieces, roles)):
+        rows += [(word if piece == 0 else f"##{word}", index, word, "context", role, numbers[index])
+                 for piece in range(count)]
+    rows.append(("[SEP]", -1, "[SEP]", "special", "special", False))
+    frame = pd.DataFrame(rows, columns=["token", "word_index", "word", "segment", "role", "is_number"])
+    frame.insert(0, "token_index", range(len(frame)))
+    frame.insert(0, "example_id", example_id)
+    frame["char_start"] = frame["char_end"] = -1
+    frame["in_answer"] = frame["role"] == "answer"
+    frame["in_question"] = frame["role"] == "question_word"
+    frame["near_answer"] = frame["role"] == "supporting"
+    stop_by_word = dict(zip(range(len(words)), stopwords))
+    frame["is_stopword"] = [(segment == "context" and stop_by_word[w]) for segment, w in
+                            zip(frame["segment"], frame["word_index"])]
+    return frame
+
+
+def make_attributions(tokens: pd.DataFrame, importances: dict) -> pd.DataFrame:
+    """Attributions from token importances: ``importances[(layer, target)]`` is one value per
+    context token of ``tokens`` (normalised here); other tokens get importance 0."""
+    rows = []
+    context = tokens["segment"] == "context"
+    for (layer, target), values in importances.items():
+        values = np.asarray(values, dtype=float)
+        importance = np.zeros(len(tokens))
+        importance[context.to_numpy()] = values / values.sum()
+        frame = tokens[["example_id", "token_index", "word_index", "segment"]].copy()
+        frame.insert(1, "layer", layer)
+        frame.insert(2, "target", target)
+        frame["method"] = "layer_ig"
+        frame["score"] = np.where(context, importance * 2 - 0.01, 0.3)
+        frame["norm"] = importance * 7
+        frame["importance"] = importance
+        rows.append(frame)
+    return pd.concat(rows, ignore_index=True)
+
+
+def random_frames(n_examples=3, n_layers=4, seed=0):
+    rng = np.random.default_rng(seed)
+    tokens, attributions = [], []
+    for e in range(n_examples):
+        n_words = int(rng.integers(6, 12))
+        pieces = rng.integers(1, 4, size=n_words).tolist()
+        words = [f"w{e}_{i}" for i in range(n_words)]
+        frame = make_tokens(f"ex{e}", words, pieces=pieces)
+        n_context = int((frame["segment"] == "context").sum())
+        tokens.append(frame)
+        attributions.append(make_attributions(frame, {
+            (layer, target): rng.gamma(0.5, size=n_context)
+            for layer, target in product(range(n_layers), ("start", "end"))}))
+    return pd.concat(tokens, ignore_index=True), pd.concat(attributions, ignore_index=True)
+
+
+# ---- word_importance -------------------------------------------------------------------------------------
+def test_word_importance_sums_pieces_and_keeps_passage_only():
+    tokens, attributions = random_frames()
+    words = word_importance(attributions)
+    expected = {}
+    for row in attributions.itertuples():
+        if row.segment == "context":
+            key = (row.example_id, row.layer, row.target, row.word_index)
+            importance, score = expected.get(key, (0.0, 0.0))
+            expected[key] = (importance + row.importance, score + row.score)
+    assert len(words) == len(expected)
+    for row in words.itertuples():
+        importance, score = expected[(row.example_id, row.layer, row.target, row.word_index)]
+        assert row.importance == pytest.approx(importance)
+        assert row.score == pytest.approx(score)
+    sums = words.groupby(["example_id", "layer", "target"])["importance"].sum()
+    np.testing.assert_allclose(sums, 1.0)
+
+
+def test_word_importance_rejects_mixed_methods_and_missing_columns():
+    _, attributions = random_frames(n_examples=1)
+    mixed = pd.concat([attributions, attributions.assign(method="layer_deeplift")])
+    with pytest.raises(BertInsightInputError, match="one at a time"):
+        word_importance(mixed)
+    with pytest.raises(BertInsightInputError, match="importance"):
+        word_importance(attributions.drop(columns="importance"))
+
+
+def test_top_words_ties_go_to_earlier_word():
+    tokens = make_tokens("a", ["x", "y", "z", "u"])
+    attributions = make_attributions(tokens, {(0, "start"): [1, 3, 3, 2]})
+    top = top_words(attributions, k=2)
+    assert top["word_index"].tolist() == [1, 2]
+    assert top["rank"].tolist() == [0, 1]
+
+
+# ---- importance_jsd ---------------------------------------------------------------------------------------
+def textbook_jsd(p: list[float], q: list[float]) -> float:
+    """0.5 KL(p || m) + 0.5 KL(q || m) in bits, m the mixture; written out loop by loop."""
+    total_p, total_q = sum(p), sum(q)
+    p = [value / total_p for value in p]
+    q = [value / total_q for value in q]
+    divergence = 0.0
+    for a, b in zip(p, q):
+        m = (a + b) / 2
+        if a > 0:
+            divergence += 0.5 * a * math.log2(a / m)
+        if b > 0:
+            divergence += 0.5 * b * math.log2(b / m)
+    return divergence
+
+
+def textbook_keep(values: list[float], top_k: int, keep: str) -> list[float]:
+    ranked = sorted(range(len(values)), key=lambda i: (-values[i], i))[:top_k]
+    if keep == "all":
+        return list(values)
+    return [value if (i in ranked) == (keep == "head") else 0.0 for i, value in enumerate(values)]
+
+
+@pytest.mark.parametrize("keep", ["head", "tail", "all"])
+def test_importance_jsd_matches_textbook_per_example(keep):
+    tokens, attributions = random_frames(n_examples=3, n_layers=4, seed=1)
+    got = importance_jsd(attributions, top_k=2, keep=keep, average=False)
+    words = word_importance(attributions)
+    checked = 0
+    for (example_id, target), group in words.groupby(["example_id", "target"]):
+        by_layer = {layer: textbook_keep(part.sort_values("word_index")["importance"].tolist(), 2, keep)
+                    for layer, part in group.groupby("layer")}
+        for a, b in product(by_layer, by_layer):
+            row = got[(got.example_id == example_id) & (got.target == target) & (got.layer_a == a)
+                      & (got.layer_b == b)]
+            assert row["jsd"].item() == pytest.approx(textbook_jsd(by_layer[a], by_layer[b]), abs=1e-12)
+            checked += 1
+    assert checked == 3 * 2 * 16
+
+
+def test_importance_jsd_average_is_mean_over_examples_and_matrix_is_symmetric():
+    tokens, attributions = random_frames(n_examples=4, n_layers=5, seed=2)
+    per_example = importance_jsd(attributions, top_k=2, keep="tail", average=False)
+    averaged = importance_jsd(attributions, top_k=2, keep="tail")
+    expected = per_example.groupby(["target", "layer_a", "layer_b"])["jsd"].mean()
+    np.testing.assert_allclose(averaged.set_index(["target", "layer_a", "layer_b"])["jsd"], expected)
+    assert (averaged["n_examples"] == 4).all()
+    for _, part in averaged.groupby("target"):
+        matrix = part.pivot(index="layer_a", columns="layer_b", values="jsd").to_numpy()
+        np.testing.assert_allclose(matrix, matrix.T, atol=1e-12)
+        np.testing.assert_allclose(np.diag(matrix), 0.0, atol=1e-12)
+        assert (matrix >= -1e-12).all() and (matrix <= 1 + 1e-12).all()
+
+
+def test_importance_jsd_known_values():
+    # Layer 0 puts its weight on words 0-1, layer 1 on words 2-3: disjoint heads -> 1 bit.
+    tokens = make_tokens("a", ["p", "q", "r", "s", "t"])
+    attributions = make_attributions(tokens, {(0, "start"): [5, 4, 1, 1, 1], (1, "start"): [1, 1, 5, 4, 1]})
+    head = importance_jsd(attributions, top_k=2, keep="head")
+    assert head.query("layer_a == 0 and layer_b == 1")["jsd"].item() == pytest.approx(1.0)
+    # Identical distributions diverge by 0 whatever is kept.
+    same = make_attributions(tokens, {(0, "end"): [3, 2, 1, 1, 1], (1, "end"): [3, 2, 1, 1, 1]})
+    assert importance_jsd(same, keep="tail").query("layer_a == 0 and layer_b == 1")["jsd"].item() == pytest.approx(0.0)
+
+
+def test_importance_jsd_drops_examples_with_nothing_left_and_rejects_bad_keep():
+    short = make_tokens("short", ["a", "b"])
+    long = make_tokens("long", ["a", "b", "c", "d"])
+    attributions = pd.concat([
+        make_attributions(short, {(0, "start"): [1, 2], (1, "start"): [2, 1]}),
+        make_attributions(long, {(0, "start"): [1, 2, 3, 4], (1, "start"): [4, 3, 2, 1]}),
+    ])
+    tail = importance_jsd(attributions, top_k=2, keep="tail", average=False)
+    assert set(tail["example_id"]) == {"long"}
+    with pytest.raises(BertInsightInputError, match="keep"):
+        importance_jsd(attributions, keep="middle")
+    with pytest.raises(BertInsightInputError, match="smaller top_k"):
+        importance_jsd(attributions, top_k=9, keep="tail")
+
+
+# ---- topk_categories ----------------------------------------------------------------------------------------
+def test_topk_categories_counts_roles_of_top_words():
+    roles = ["other", "supporting", "answer", "answer", "supporting", "question_word", "other", "other"]
+    tokens = make_tokens("a", [f"w{i}" for i in range(8)], pieces=[1, 2, 1, 3, 1, 1, 1, 2], roles=roles)
+    # Word importances are set per piece; the word order of importance is chosen per layer.
+    def per_piece(word_weights):
+        return [weight for weight, count in zip(word_weights, [1, 2, 1, 3, 1, 1, 1, 2])
+                for _ in range(count)]
+    layer0 = per_piece([9, 8, 1, 1, 1, 7, 6, 5])  # word sums: 9 16 1 3 1 7 6 10
+    layer1 = per_piece([1, 1, 9, 3, 1, 1, 1, 1])  # word sums: 1 2 9 9 1 1 1 2
+    attributions = make_attributions(tokens, {(0, "start"): layer0, (1, "start"): layer1})
+    shares = topk_categories(attributions, tokens, k=5).set_index(["layer", "category"])["share"]
+    # layer 0 top-5: w1 w7 w0 w5 w6 -> supporting, other, other, question_word, other
+    assert shares[(0, "supporting")] == pytest.approx(1 / 5)
+    assert shares[(0, "question_word")] == pytest.approx(1 / 5)
+    assert shares[(0, "other")] == pytest.approx(3 / 5)
+    assert shares[(0, "answer")] == 0
+    # layer 1 top-5: w2, w3, then the ties w1, w7 and w0 by position -> answer, answer, supporting, other, other
+    assert shares[(1, "answer")] == pytest.approx(2 / 5)
+    assert shares[(1, "supporting")] == pytest.approx(1 / 5)
+    assert shares[(1, "other")] == pytest.approx(2 / 5)
+    total = topk_categories(attributions, tokens, k=5).groupby(["layer", "target"])["share"].sum()
+    np.testing.assert_allclose(total, 1.0)
+
+
+def test_topk_categories_pools_over_examples_and_word_takes_priority_role():
+    # Example b's answer word has one piece inside the answer and one outside (role supporting).
+    a = make_tokens("a", ["x", "y"], roles=["answer", "other"])
+    b = make_tokens("b", ["x", "y", "z"], pieces=[2, 1, 1], roles=["other", "other", "other"])
+    b.loc[b["word_index"].eq(0) & b["segment"].eq("context"), "role"] = ["supporting", "answer"]
+    attributions = pd.concat([make_attributions(a, {(3, "end"): [2, 1]}),
+                              make_attributions(b, {(3, "end"): [1, 1, 5, 1]})])
+    shares = topk_categories(attributions, pd.concat([a, b]), k=1).set_index("category")
+    # top-1 words: a -> x (answer); b -> y (other)
+    assert shares.loc["answer", "share"] == pytest.approx(0.5)
+    assert shares.loc["other", "share"] == pytest.approx(0.5)
+    assert shares["n_words"].iloc[0] == 2 and shares["n_examples"].iloc[0] == 2
+    two = topk_categories(attributions, pd.concat([a, b]), k=3).set_index("category")
+    # a contributes x (answer), y; b contributes y, x (answer: priority over supporting), z
+    assert two.loc["answer", "share"] == pytest.approx(2 / 5)
+
+
+def test_topk_categories_needs_matching_tokens():
+    tokens, attributions = random_frames(n_examples=2)
+    with pytest.raises(BertInsightInputError, match="tokens frame lacks"):
+        topk_categories(attributions, tokens[tokens["example_id"] == "ex0"], k=3)
+    with pytest.raises(BertInsightInputError, match="positive whole number"):
+        topk_categories(attributions, tokens, k=0)
+
+
+# ---- topk_pos -------------------------------------------------------------------------------------------
+class TableTagger:
+    """A stand-in tagger: a fixed tag per word (tests the grouping apart from tagging quality)."""
+
+    def __init__(self, table):
+        self.table = table
+
+    def tag(self, words):
+        return [(word, self.table[word]) for word in words]
+
+
+def test_pos_group_priorities():
+    assert pos_group("CD", "two", True) == "CD"
+    assert pos_group("VBZ", "is", True) == "stopword"
+    assert pos_group("VBD", "won", False) == "verb"
+    assert pos_group("NNPS", "Broncos", False) == "NNP"
+    assert pos_group("SYM", "--", False) == "punctuation"
+    assert pos_group("UH", "wow", False) == "other"
+
+
+def test_topk_pos_shares_with_a_fixed_tagger():
+    words = ["Denver", "won", "two", "titles", "quickly", "in", "great", "style", "."]
+    tags = ["NNP", "VBD", "CD", "NNS", "RB", "IN", "JJ", "NN", "."]
+    tokens = make_tokens("a", words, stopwords=[w in ("in", "two") for w in words])
+    attributions = make_attributions(tokens, {(0, "start"): [9, 8, 7, 6, 5, 1, 1, 1, 1],
+                                              (1, "start"): [1, 1, 1, 1, 2, 9, 8, 1, 7]})
+    frame = topk_pos(attributions, tokens, k=4, tagger=TableTagger(dict(zip(words, tags))))
+    shares = frame.set_index(["layer", "pos_group"])["share"]
+    # layer 0 top-4: Denver won two titles
+    assert shares[(0, "NNP")] == shares[(0, "verb")] == shares[(0, "CD")] == shares[(0, "NN")] == 0.25
+    assert shares[(0, "noun")] == pytest.approx(0.75)
+    # layer 1 top-4: in great . quickly
+    assert shares[(1, "stopword")] == shares[(1, "adjective")] == shares[(1, "punctuation")] == 0.25
+    assert shares[(1, "adverb")] == 0.25 and shares[(1, "noun")] == 0
+    exclusive = frame[frame["pos_group"] != "noun"].groupby(["layer", "target"], observed=True)["share"].sum()
+    np.testing.assert_allclose(exclusive, 1.0)
+
+
+def test_topk_pos_with_the_bundled_tagger():
+    words = ["The", "Denver", "Broncos", "defeated", "the", "Carolina", "Panthers", "in", "2016", "."]
+    tokens = make_tokens("a", words, stopwords=[w.lower() in ("the", "in") for w in words])
+    attributions = make_attributions(tokens, {(0, "start"): [1, 9, 1, 8, 1, 7, 1, 1, 6, 1]})
+    shares = topk_pos(attributions, tokens, k=4).set_index("pos_group")["share"]
+    assert shares["NNP"] == pytest.approx(0.5)   # Denver, Carolina
+    assert shares["verb"] == pytest.approx(0.25)  # defeated
+    assert shares["CD"] == pytest.approx(0.25)    # 2016
+    assert shares["noun"] == pytest.approx(0.75)
+
+
+# ---- quantifier_analysis ---------------------------------------------------------------------------------
+def test_quantifier_analysis_ratios_and_groups():
+    # q1: "how many", passage numbers "3" and "1,000" (one number over three words, the comma not numeric).
+    w1 = ["won", "3", "games", "and", "1", ",", "000", "fans"]
+    t1 = make_tokens("q1", w1, numbers=[False, True, False, False, True, True, True, False])
+    a1 = make_attributions(t1, {(0, "start"): [9, 1, 8, 7, 1, 1, 1, 6],   # no numbers in top-2
+                                (1, "start"): [1, 9, 1, 1, 8, 1, 7, 1]})  # top-2: 3, 1
+    # q2: "how much", a single number.
+    w2 = ["cost", "5", "dollars"]
+    t2 = make_tokens("q2", w2, numbers=[False, True, False])
+    a2 = make_attributions(t2, {(0, "start"): [1, 5, 1], (1, "start"): [1, 5, 1]})
+    # q3: not a quantifier question.
+    w3 = ["in", "1990", "and", "1991"]
+    t3 = make_tokens("q3", w3, numbers=[False, True, False, True])
+    a3 = make_attributions(t3, {(0, "start"): [1, 5, 1, 1], (1, "start"): [1, 5, 1, 1]})
+    examples = pd.DataFrame({"example_id": ["q1", "q2", "q3"],
+                             "question": ["How many games did they win?", "How much did it cost?",
+                                          "When was it?"]})
+    predictions = pd.DataFrame({"example_id": ["q1", "q2", "q3"], "exact_match": [1.0, 0.0, 1.0],
+                                "f1": [1.0, 0.5, 1.0], "confidence": [0.9, 0.4, 0.7]})
+    result = quantifier_analysis(pd.concat([a1, a2, a3]), pd.concat([t1, t2, t3]), examples, predictions, k=2)
+    focus = result.to_frame().set_index("layer")
+    # numeric words: q1 has 3 ("3", "1", "000"), q2 has 1. Layer 0: q1 0/3, q2 1/1 -> mean 0.5
+    assert focus.loc[0, "numeric_ratio"] == pytest.approx(0.5)
+    assert focus.loc[1, "numeric_ratio"] == pytest.approx((2 / 3 + 1) / 2)
+    assert focus.loc[1, "numeric_share"] == pytest.approx((2 / 2 + 1 / 2) / 2)
+    assert (focus["n_examples"] == 2).all()
+    performance = result.performance.set_index("group")
+    assert performance.loc["quantifier_multi_number", "n_examples"] == 1  # q1: "3" and "1,000"
+    assert performance.loc["quantifier_other", "confidence"] == pytest.approx(0.4)
+    assert performance.loc["non_quantifier", "exact_match"] == pytest.approx(1.0)
+    assert performance.loc["rest", "f1"] == pytest.approx(0.75)
+    numeric_focus, _ = result  # unpacks like a tuple
+    assert numeric_focus is result.numeric_focus
+
+
+def test_quantifier_analysis_rejects_bad_predictions():
+    tokens, attributions = random_frames(n_examples=1)
+    examples = pd.DataFrame({"example_id": ["ex0"], "question": ["How many?"]})
+    with pytest.raises(BertInsightInputError, match="predictions"):
+        quantifier_analysis(attributions, tokens, examples, pd.DataFrame({"example_id": ["ex0"]}))
