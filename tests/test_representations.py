@@ -134,3 +134,33 @@ def test_projection_input_errors():
         project_tokens(vectors, method="tsne", perplexity=100)
     with pytest.raises(BertInsightInputError, match="TokenVectors"):
         project_tokens(np.zeros((5, 2)))
+
+
+def test_hidden_states_tokens_join_the_tokens_frame(tiny_handle):
+    from bert_insight.text import tokens
+
+    vectors = hidden_states(tiny_handle, EXAMPLES, layers=[0], **WINDOW)
+    expected = tokens(tiny_handle, EXAMPLES, **WINDOW)
+    pd.testing.assert_frame_equal(vectors.tokens, expected, check_like=False)
+
+
+@pytest.mark.slow
+def test_default_model_hidden_states_reproduce_the_predicted_span_score(default_handle):
+    """On long SQuAD passages the vectors come from the window holding the prediction: the QA head
+    applied to the last layer's vectors gives back predict's span score."""
+    from bert_insight import load_squad, predict
+
+    examples = load_squad(split="heldout")
+    examples = examples[examples["context"].str.len() > 1200].head(3)
+    windows = dict(max_length=128, doc_stride=48)
+    predictions = predict(default_handle, examples, progress=False, **windows)
+    assert (predictions["n_windows"] > 1).all()
+    last = default_handle.num_layers
+    vectors = hidden_states(default_handle, examples, layers=[last], predictions=predictions, **windows)
+    for prediction in predictions.itertuples():
+        rows = (vectors.tokens["example_id"] == prediction.example_id).to_numpy()
+        hidden = torch.tensor(vectors.vectors[last][rows][None], device=default_handle.device)
+        with torch.no_grad():
+            start, end = default_handle.adapter.qa_logits(default_handle.model, hidden)
+        score = float(start[0, prediction.start_index] + end[0, prediction.end_index])
+        assert score == pytest.approx(prediction.score, abs=1e-3)
