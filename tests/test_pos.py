@@ -111,3 +111,17 @@ def test_input_errors():
         pos_tag_words(["a"], tagger=42)
     with pytest.raises(BertInsightInputError, match="No tagger weights"):
         load_tagger("/nonexistent/tagger.json.gz")
+
+
+def test_nltk_tagger_missing_data_gives_a_clear_error(monkeypatch, tmp_path):
+    import nltk
+
+    from bert_insight import pos
+
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path)])
+    pos._nltk_tagger.cache_clear()
+    try:
+        with pytest.raises(BertInsightInputError, match="averaged_perceptron_tagger_eng"):
+            pos_tag_words(["a"], tagger="nltk")
+    finally:
+        pos._nltk_tagger.cache_clear()
