@@ -277,21 +277,26 @@ def test_jsd_heatmaps_average_examples_and_share_one_scale():
         expected = frame.groupby(["layer_a", "layer_b"])["jsd"].mean().reset_index()
         merged = shown.merge(expected, on=["layer_a", "layer_b"])
         assert len(merged) == 16 and np.allclose(merged["value"], merged["jsd"])
-    mappers = {renderer.glyph.fill_color.transform for renderer in layout.select({"type": GlyphRenderer})}
-    (mapper,) = mappers
-    assert mapper.low == 0 and mapper.high == pytest.approx(tail.groupby(["layer_a", "layer_b"])["jsd"].mean().max())
+    # own scale per map by default (each from 0 to its own maximum), one common scale on request
+    for name, frame in (("jsd_head", head), ("jsd_tail", tail)):
+        (renderer,) = [r for r in layout.select({"type": GlyphRenderer}) if r.data_source.name == name]
+        mapper = renderer.glyph.fill_color.transform
+        assert mapper.low == 0 and mapper.high == pytest.approx(frame.groupby(["layer_a", "layer_b"])["jsd"].mean().max())
+    shared = viz.jsd_heatmaps(head, tail, shared_scale=True)
+    (mapper,) = {renderer.glyph.fill_color.transform for renderer in shared.select({"type": GlyphRenderer})}
+    assert mapper.high == pytest.approx(tail.groupby(["layer_a", "layer_b"])["jsd"].mean().max())
 
 
 def test_layer_curves_plot_the_mean_share_per_layer_and_facet():
     frame = pd.DataFrame({
-        "example_id": ["a", "b"] * 8, "target": ["start"] * 8 + ["end"] * 8,
+        "example_id": ["a", "b"] * 8, "target": ["end"] * 8 + ["start"] * 8,
         "layer": [0, 0, 1, 1] * 4, "category": (["answer"] * 4 + ["other"] * 4) * 2,
         "share": np.linspace(0, 1, 16),
     })
     layout = viz.layer_curves(frame)
     assert len(layout.children) == 2
     expected = frame.groupby(["target", "category", "layer"])["share"].mean()
-    for fig, target in zip(layout.children, ["start", "end"]):
+    for fig, target in zip(layout.children, ["start", "end"]):  # start first, whatever the frame's order
         assert target in fig.title.text
         for renderer in fig.renderers:
             data = renderer.data_source.data
@@ -318,3 +323,45 @@ def test_bad_input_raises_a_helpful_error(frames):
         viz.jsd_heatmaps(pd.DataFrame({"a": [0], "jsd": [0.1]}), pd.DataFrame({"a": [0], "jsd": [0.1]}))
     with pytest.raises(BertInsightInputError, match="coordinate"):
         viz.token_scatter(tokens.assign(layer=0))
+
+
+# ----------------------------------------------------------------------------------------------------
+# the paper-comparison table
+
+
+def test_ramnath_comparison_reports_early_and_late_means_and_the_trend_direction():
+    from bert_insight.attribution.analysis import QuantifierAnalysis
+
+    layers = range(6)  # early = layers 0-1, late = layers 4-5
+    pairs = pd.MultiIndex.from_product([["start", "end"], layers, layers], names=["target", "layer_a", "layer_b"])
+    head = pd.DataFrame(index=pairs).reset_index()
+    head["jsd"] = (head["layer_a"] - head["layer_b"]).abs() / 10  # divergence grows with layer distance
+    tail = head.assign(jsd=0.01)
+    rows = []
+    for target in ("start", "end"):
+        for layer in layers:
+            answer = 0.1 * layer + (0.05 if target == "end" else 0.0)
+            rows += [(layer, target, "answer", answer), (layer, target, "question_word", 0.5 - 0.05 * layer),
+                     (layer, target, "supporting", 0.2), (layer, target, "other", 0.3 - 0.05 * layer)]
+    categories = pd.DataFrame(rows, columns=["layer", "target", "category", "share"])
+    pos = pd.DataFrame({"layer": list(layers), "target": "start", "pos_group": "noun", "share": 0.4})
+    focus = pd.DataFrame({"layer": list(layers), "target": "start", "numeric_ratio": [0.5, 0.4, 0.3, 0.2, 0.1, 0.0]})
+    performance = pd.DataFrame({"group": ["quantifier_multi_number", "rest"], "exact_match": [0.5, 0.75]})
+
+    table = viz.ramnath2020_comparison(head, tail, categories, pos, QuantifierAnalysis(focus, performance))
+    table = table.set_index(table["statistic"].str.split().str[:3].str.join(" "))
+    assert table.attrs == {"early_layers": [0, 1], "late_layers": [4, 5]}
+    # JSD: early-early pairs are (0,1),(1,0): 0.1; early-late pairs |a-b| in {3,4,5}: mean 0.4
+    jsd = table.loc["Fig. 1 JSD"].iloc[0]
+    assert (jsd["a"], jsd["b"], jsd["same_trend"]) == (pytest.approx(0.1), pytest.approx(0.4), True)
+    answer = table.loc["Table 1 answer"]
+    assert answer["a"] == pytest.approx((0.0 + 0.1 + 0.05 + 0.15) / 4) and answer["b"] == pytest.approx(
+        (0.4 + 0.5 + 0.45 + 0.55) / 4)
+    assert answer["same_trend"] is True
+    assert table.loc["Table 1 question"]["same_trend"] is True   # falls with depth, as in the paper
+    assert table.loc["Table 1 supporting"]["same_trend"] is False  # flat: not the paper's rise
+    numbers = table.loc["Sec. 5.2 passage"]
+    assert (numbers["a"], numbers["b"], numbers["same_trend"]) == (pytest.approx(0.45), pytest.approx(0.05), False)
+    em = table.loc["Sec. 5.2 exact"]
+    assert (em["a"], em["b"], em["same_trend"]) == (50.0, 75.0, None)
+    assert table.loc["Table 5 nouns"]["same_trend"] is None

@@ -7,13 +7,15 @@ JavaScript, and a self-contained static HTML output under papermill / nbconvert.
     from bert_insight import viz
     viz.show(viz.passage_view(attributions, tokens, example_id=eid, k=5))
 
-Views: jsd_heatmaps, passage_view, layer_curves, token_scatter, qa_roles_view (see docs/widgets.md).
+Views: jsd_heatmaps, passage_view, layer_curves, token_scatter, qa_roles_view (see docs/widgets.md);
+ramnath2020_comparison puts the paper's reported trends next to ours in a frame.
 """
 
 from __future__ import annotations
 
 from ._common import DIVERGING, ROLE_COLORS, SEQUENTIAL, show, signed_color_mapper, signed_colors
 from .attribution import jsd_heatmaps, layer_curves, passage_view, passage_word_scores, top_words
+from .paper import RAMNATH2020_TRENDS, ramnath2020_comparison
 from .tokens import qa_roles_view, token_scatter
 
 __all__ = [
@@ -24,7 +26,9 @@ __all__ = [
     "layer_curves",
     "passage_view",
     "passage_word_scores",
+    "RAMNATH2020_TRENDS",
     "qa_roles_view",
+    "ramnath2020_comparison",
     "show",
     "signed_color_mapper",
     "signed_colors",

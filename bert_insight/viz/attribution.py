@@ -215,27 +215,34 @@ def _mean_matrix(frame: pd.DataFrame, value: str, what: str) -> pd.DataFrame:
 
 
 def jsd_heatmaps(jsd_head: pd.DataFrame, jsd_tail: pd.DataFrame, *, target: str | None = None,
-                 value: str = "jsd", titles: tuple[str, str] = ("top-k (head)", "rest (tail)")):
+                 value: str = "jsd", titles: tuple[str, str] = ("top-k (head)", "rest (tail)"),
+                 shared_scale: bool = False):
     """The pair of layer x layer Jensen-Shannon divergence heatmaps (Ramnath et al. Figure 1).
 
     Each frame (from bert_insight.importance_jsd with keep="head" / "tail") has two layer columns
     (layer_a, layer_b) and a ``value`` column; ``target`` keeps that target's rows, and the remaining
-    rows per layer pair (examples, targets) are averaged. Both maps share one sequential colour scale (0 =
-    lightest) so they compare at a glance; hover shows the two layers and the value.
-    Returns a bokeh ``row`` of the two figures and a colour bar.
+    rows per layer pair (examples, targets) are averaged. Sequential colours, 0 = lightest; each map has
+    its own colour bar (the tail's divergences are often far smaller than the head's, and would vanish
+    on a common scale), or one common scale with ``shared_scale=True``. Hover shows the two layers and
+    the value. Returns a bokeh ``row`` of the two figures.
     """
     if target is not None:
         jsd_head = select_single(jsd_head, "target", target, what="jsd_head")
         jsd_tail = select_single(jsd_tail, "target", target, what="jsd_tail")
     head = _mean_matrix(jsd_head, value, "jsd_head")
     tail = _mean_matrix(jsd_tail, value, "jsd_tail")
-    high = float(max(head["value"].max(), tail["value"].max()))
-    mapper = LinearColorMapper(palette=SEQUENTIAL_BLUE, low=0.0, high=high if high > 0 else 1.0)
+
+    def mapper_for(*matrices: pd.DataFrame) -> LinearColorMapper:
+        high = float(max(matrix["value"].max() for matrix in matrices))
+        return LinearColorMapper(palette=SEQUENTIAL_BLUE, low=0.0, high=high if high > 0 else 1.0)
+
+    common = mapper_for(head, tail) if shared_scale else None
     figures = []
     for matrix, title, name in ((head, titles[0], "jsd_head"), (tail, titles[1], "jsd_tail")):
+        mapper = common or mapper_for(matrix)
         layers = sorted(set(matrix["layer_a"]) | set(matrix["layer_b"]))
         label = f"JSD {title}" + (f", {target}" if target is not None else "")
-        fig = figure(width=330, height=310, title=label, tools="", toolbar_location=None,
+        fig = figure(width=400, height=330, title=label, tools="", toolbar_location=None,
                      x_range=(layers[0] - 0.5, layers[-1] + 0.5), y_range=(layers[0] - 0.5, layers[-1] + 0.5),
                      x_axis_label="layer", y_axis_label="layer")
         source = ColumnDataSource({column: matrix[column].to_numpy() for column in matrix.columns}, name=name)
@@ -246,14 +253,17 @@ def jsd_heatmaps(jsd_head: pd.DataFrame, jsd_tail: pd.DataFrame, *, target: str 
         fig.xaxis.ticker = layers
         fig.yaxis.ticker = layers
         fig.grid.visible = False
+        if common is None or name == "jsd_tail":
+            fig.add_layout(ColorBar(color_mapper=mapper, width=10), "right")
         figures.append(fig)
-    figures[-1].add_layout(ColorBar(color_mapper=mapper, width=10), "right")
-    figures[-1].width += 70
     return row(*figures)
 
 
 # --------------------------------------------------------------------------------------------------
 # Share curves over layers
+
+
+_FACET_ORDER = ("start", "end", "start+end")
 
 
 def layer_curves(
@@ -276,7 +286,8 @@ def layer_curves(
     require_columns(frame, [x, y, group], what="the frame", made_by="bert_insight.topk_categories or topk_pos")
     facets = [None]
     if facet is not None and facet in frame.columns:
-        facets = list(pd.unique(frame[facet]))
+        # start before end, as the paper reads
+        facets = sorted(pd.unique(frame[facet]), key=lambda v: (_FACET_ORDER.index(v) if v in _FACET_ORDER else 99, str(v)))
     keys = [x, group] if facets == [None] else [facet, x, group]
     means = frame.groupby(keys, sort=True)[y].mean().reset_index()
     groups = list(pd.unique(frame[group]))
@@ -288,7 +299,7 @@ def layer_curves(
         if facet_value is not None:
             label = f"{label} ({facet}={facet_value})"
         shared = {"y_range": figures[0].y_range} if figures else {}
-        fig = figure(width=520, height=300, title=label, x_axis_label=x, y_axis_label=y,
+        fig = figure(width=470, height=300, title=label, x_axis_label=x, y_axis_label=y,
                      tools="pan,wheel_zoom,reset,save", toolbar_location="above", **shared)
         renderers = []
         for group_value in groups:
