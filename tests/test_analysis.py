@@ -341,3 +341,47 @@ def test_quantifier_analysis_rejects_bad_predictions():
     examples = pd.DataFrame({"example_id": ["ex0"], "question": ["How many?"]})
     with pytest.raises(BertInsightInputError, match="predictions"):
         quantifier_analysis(attributions, tokens, examples, pd.DataFrame({"example_id": ["ex0"]}))
+
+
+# ---- integration with layer_ig and tokens on a tiny model -------------------------------------------------
+def test_analyses_on_layer_ig_output_of_a_tiny_model(tiny_handle):
+    layer_ig_module = pytest.importorskip("bert_insight.attribution.layer_ig")
+    from bert_insight.text import tokens as make_token_frame
+
+    examples = pd.DataFrame({
+        "example_id": ["e1", "e2"],
+        "question": ["Who won the game?", "How many fans came?"],
+        "context": ["The Denver Broncos won the game against Carolina in 2016.",
+                    "About 70,000 fans came to the stadium in 2016 to watch 2 teams."],
+        "answers": [[{"text": "Denver Broncos", "answer_start": 4}], [{"text": "70,000", "answer_start": 6}]],
+    })
+    windows = dict(max_length=96, doc_stride=32)
+    attributions, _ = layer_ig_module.layer_ig(tiny_handle, examples, n_steps=4, progress=False, **windows)
+    tokens = make_token_frame(tiny_handle, examples, **windows)
+
+    words = word_importance(attributions)
+    np.testing.assert_allclose(words.groupby(["example_id", "layer", "target"])["importance"].sum(), 1.0)
+    context_words = tokens[tokens["segment"] == "context"].groupby("example_id")["word_index"].nunique()
+    assert (words.groupby(["example_id", "layer", "target"])["word_index"].nunique()
+            .groupby("example_id").min() == context_words).all()
+
+    categories = topk_categories(attributions, tokens, k=3)
+    np.testing.assert_allclose(categories.groupby(["layer", "target"])["share"].sum(), 1.0)
+    # Cross-check one layer's answer share by hand from the frames.
+    top = top_words(attributions, k=3)
+    first = top[(top["layer"] == 0) & (top["target"] == "start")]
+    answer_words = set(map(tuple, tokens.loc[tokens["role"] == "answer", ["example_id", "word_index"]].values))
+    expected = np.mean([(e, w) in answer_words for e, w in zip(first["example_id"], first["word_index"])])
+    got = categories.query("layer == 0 and target == 'start' and category == 'answer'")["share"].item()
+    assert got == pytest.approx(expected)
+
+    jsd = importance_jsd(attributions, top_k=2, keep="head")
+    matrix = jsd[jsd["target"] == "end"].pivot(index="layer_a", columns="layer_b", values="jsd").to_numpy()
+    np.testing.assert_allclose(matrix, matrix.T, atol=1e-12)
+    assert topk_pos(attributions, tokens, k=3).query("pos_group != 'noun'").groupby(
+        ["layer", "target"], observed=True)["share"].sum().round(9).eq(1).all()
+    predictions = pd.DataFrame({"example_id": ["e1", "e2"], "exact_match": [0.0, 1.0], "f1": [0.2, 1.0],
+                                "confidence": [0.1, 0.3]})
+    result = quantifier_analysis(attributions, tokens, examples, predictions, k=3)
+    assert result.numeric_focus["n_examples"].eq(1).all()
+    assert result.performance.set_index("group").loc["quantifier_multi_number", "n_examples"] == 1
