@@ -1,6 +1,6 @@
 """The ``bert-insight`` command: build or inspect the offline default model, reproduce a notebook.
 
-    bert-insight model build [--rebuild]     fine-tune the offline default model (once per machine)
+    bert-insight model build [--rebuild] [--train-minutes N]   fine-tune the offline default model
     bert-insight model info                  print its model card
     bert-insight reproduce NOTEBOOK [-p KEY VALUE ...] [--output-dir runs]
 
@@ -191,10 +191,13 @@ def format_card(card: dict) -> list[str]:
     return lines
 
 
-def _model_build(rebuild: bool) -> int:
+def _model_build(rebuild: bool, train_minutes: float | None) -> int:
     from .models.default import ensure_default_model
 
-    directory = ensure_default_model(progress=True, rebuild=rebuild)
+    if train_minutes is not None and not train_minutes > 0:
+        raise UsageError(f"--train-minutes {train_minutes:g}: pass a positive number of minutes")
+    directory = ensure_default_model(progress=True, rebuild=rebuild,
+                                     train_seconds=None if train_minutes is None else 60.0 * train_minutes)
     card = json.loads((directory / "model_card.json").read_text())
     print(f"default model: {directory}")
     print("\n".join(format_card(card)))
@@ -241,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     model_commands = model.add_subparsers(dest="model_command", required=True)
     build = model_commands.add_parser("build", help="fine-tune the offline default model (once per machine)")
     build.add_argument("--rebuild", action="store_true", help="build again even if it exists")
+    build.add_argument("--train-minutes", type=float, default=None,
+                       help="time budget of the training loop (default 11); more gives a better model on a slow machine")
     model_commands.add_parser("info", help="print the default model's card")
 
     run = commands.add_parser("reproduce", help="execute a notebook with papermill, save .ipynb and .html")
@@ -258,7 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "model":
-            return _model_build(args.rebuild) if args.model_command == "build" else _model_info()
+            if args.model_command == "build":
+                return _model_build(args.rebuild, args.train_minutes)
+            return _model_info()
         return _reproduce(args)
     except UsageError as error:
         print(f"bert-insight: error: {error}", file=sys.stderr)

@@ -128,7 +128,10 @@ def test_model_build_prints_the_card(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("BERT_INSIGHT_CACHE", str(tmp_path))
     from bert_insight.models import default
 
-    def build(directory, *, progress):
+    budgets = []
+
+    def build(directory, *, progress, train_seconds):
+        budgets.append(train_seconds)
         (directory / "config.json").write_text("{}")
         (directory / "model_card.json").write_text(json.dumps({"f1": 70.5}))
 
@@ -136,3 +139,6 @@ def test_model_build_prints_the_card(tmp_path, monkeypatch, capsys):
     assert cli.main(["model", "build"]) == 0
     out = capsys.readouterr().out
     assert str(default.default_model_dir()) in out and "70.5" in out
+    assert cli.main(["model", "build", "--rebuild", "--train-minutes", "2.5"]) == 0
+    assert budgets == [default.TRAINING_SECONDS, 150.0]
+    assert cli.main(["model", "build", "--rebuild", "--train-minutes", "0"]) == 2

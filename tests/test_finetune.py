@@ -132,9 +132,12 @@ def test_time_budget_shrinks_the_schedule_so_lr_still_reaches_zero(tokenizer, mo
 def test_output_dir_round_trips(tokenizer, tmp_path):
     base = from_model(tiny_qa_model("bert"), tokenizer, name="tiny-bert", device="cpu")
     examples = code_examples(8, 0)
-    tuned = finetune_qa(base, examples, epochs=1, lr=1e-3, batch_size=4, bf16=True, progress=False,
+    tuned = finetune_qa(base, examples, epochs=1, lr=1e-3, batch_size=4, bf16=True, dropout=0.0, progress=False,
                         output_dir=tmp_path / "tuned", **WINDOWS)
     assert tuned.card["bf16"] is True and all(pd.notna(training_log(tuned)["loss"]))
+    # dropout=0 applies to training only: the model keeps its configured rates.
+    rates = {m.p for m in tuned.model.modules() if isinstance(m, torch.nn.Dropout)}
+    assert rates == {base.model.config.hidden_dropout_prob}
     reloaded = load_qa_model(tmp_path / "tuned", device="cpu")
     assert reloaded.card["steps"] == tuned.card["steps"] == 2
     ours = predict(tuned, examples, progress=False, **WINDOWS)
@@ -158,7 +161,7 @@ def cache(tmp_path, monkeypatch):
 
 
 def fake_build(card: dict, *, delay: float = 0.0, fail: bool = False, calls: list | None = None):
-    def build(directory, *, progress):
+    def build(directory, *, progress, train_seconds=None):
         if calls is not None:
             calls.append(directory)
         (directory / "config.json").write_text("{}")

