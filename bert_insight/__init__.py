@@ -40,8 +40,15 @@ _EXPORTS: dict[str, str] = {
     "topk_categories": "bert_insight.attribution.analysis",
     "topk_pos": "bert_insight.attribution.analysis",
     "quantifier_analysis": "bert_insight.attribution.analysis",
+    "word_importance": "bert_insight.attribution.analysis",
+    "top_words": "bert_insight.attribution.analysis",
+    "pos_tag_words": "bert_insight.pos",
+    "tag_passages": "bert_insight.pos",
+    # representations (Ramnath Figures 2-3; van Aken et al. 2019)
     "hidden_states": "bert_insight.representations",
+    "TokenVectors": "bert_insight.representations",
     "project_tokens": "bert_insight.representations",
+    "kmeans_tokens": "bert_insight.representations",
     # errors
     "BertInsightInputError": "bert_insight.errors",
 }
