@@ -385,3 +385,18 @@ def test_analyses_on_layer_ig_output_of_a_tiny_model(tiny_handle):
     result = quantifier_analysis(attributions, tokens, examples, predictions, k=3)
     assert result.numeric_focus["n_examples"].eq(1).all()
     assert result.performance.set_index("group").loc["quantifier_multi_number", "n_examples"] == 1
+
+
+def test_quantifier_analysis_without_quantifier_questions_gives_empty_focus():
+    # No "how many/much" question: numeric_focus is empty (not an error), performance still scores all.
+    w3 = ["in", "1990", "and", "1991"]
+    t3 = make_tokens("q3", w3, numbers=[False, True, False, True])
+    a3 = make_attributions(t3, {(0, "start"): [1, 5, 1, 1], (1, "start"): [1, 5, 1, 1]})
+    examples = pd.DataFrame({"example_id": ["q3"], "question": ["When was it?"]})
+    predictions = pd.DataFrame({"example_id": ["q3"], "exact_match": [1.0], "f1": [1.0], "confidence": [0.7]})
+    result = quantifier_analysis(a3, t3, examples, predictions, k=2)
+    assert len(result.numeric_focus) == 0
+    assert {"layer", "target", "numeric_ratio", "numeric_share", "n_examples"} <= set(result.numeric_focus.columns)
+    performance = result.performance.set_index("group")
+    assert performance.loc["non_quantifier", "n_examples"] == 1
+    assert performance.loc["quantifier_multi_number", "n_examples"] == 0

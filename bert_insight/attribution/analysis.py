@@ -330,13 +330,21 @@ def quantifier_analysis(
     with_numbers = set(numeric_in_passage[numeric_in_passage > 0].index)
     top = _top_words(word_importance(attributions), k)
     top = _with_labels(top[top["example_id"].astype(str).isin(with_numbers)], labels)
-    per_example = top.groupby(["example_id", "layer", "target"]).agg(
-        numeric_top=("is_number", "sum"), n_top=("is_number", "size")).reset_index()
-    per_example["numeric_ratio"] = per_example["numeric_top"] / per_example["example_id"].map(numeric_in_passage)
-    per_example["numeric_share"] = per_example["numeric_top"] / per_example["n_top"]
-    numeric_focus = per_example.groupby(["layer", "target"], as_index=False).agg(
-        numeric_ratio=("numeric_ratio", "mean"), numeric_share=("numeric_share", "mean"),
-        n_examples=("example_id", "nunique"))
+    if top.empty:
+        # No quantifier question with a number in its passage: nothing to measure, not an error.
+        numeric_focus = pd.DataFrame({"layer": pd.Series(dtype="int64"), "target": pd.Series(dtype="object"),
+                                      "numeric_ratio": pd.Series(dtype="float64"),
+                                      "numeric_share": pd.Series(dtype="float64"),
+                                      "n_examples": pd.Series(dtype="int64")})
+    else:
+        per_example = top.groupby(["example_id", "layer", "target"]).agg(
+            numeric_top=("is_number", "sum"), n_top=("is_number", "size")).reset_index()
+        per_example["numeric_ratio"] = (per_example["numeric_top"]
+                                        / per_example["example_id"].map(numeric_in_passage).astype(float))
+        per_example["numeric_share"] = per_example["numeric_top"] / per_example["n_top"]
+        numeric_focus = per_example.groupby(["layer", "target"], as_index=False).agg(
+            numeric_ratio=("numeric_ratio", "mean"), numeric_share=("numeric_share", "mean"),
+            n_examples=("example_id", "nunique"))
 
     scored = kinds.merge(predictions.assign(example_id=predictions["example_id"].astype(str))
                          [["example_id", "exact_match", "f1", "confidence"]], on="example_id", how="inner")
