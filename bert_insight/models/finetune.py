@@ -174,9 +174,10 @@ def finetune_qa(
     ``epochs`` may be fractional. ``bf16=None`` picks bfloat16 autocast where it is fast
     (:func:`bf16_is_fast`). ``dropout`` overrides every dropout rate during training (None keeps the
     model's own); 0 is about a quarter faster on CPU, where attention with dropout cannot use the fused
-    SDPA kernel, and costs nothing in short fine-tuning runs. The model's rates are restored afterwards. ``max_seconds`` is a time budget for the optimiser loop: the planned number
-    of steps is shrunk (re-checked as training goes) so the learning rate still decays to 0 within it.
-    ``output_dir`` saves weights, tokenizer and ``model_card.json`` there.
+    SDPA kernel, and costs nothing in short fine-tuning runs. The model's rates are restored afterwards.
+    ``max_seconds`` is a time budget for the optimiser loop: the number of steps is re-planned after
+    every step from the recent speed (never beyond ``epochs``), so the learning rate still decays to 0
+    within the budget. ``output_dir`` saves weights, tokenizer and ``model_card.json`` there.
 
     The returned handle's ``card`` records the settings (base_model, n_train_examples,
     n_train_windows, steps, planned_steps, epochs, lr, batch_size, max_length, doc_stride, bf16, seed,
@@ -217,7 +218,7 @@ def finetune_qa(
     rng = random.Random(seed)
     torch.manual_seed(seed)
     steps_per_epoch = math.ceil(len(labelled) / batch_size)
-    planned_steps = max(1, math.ceil(epochs * steps_per_epoch))
+    full_steps = planned_steps = max(1, math.ceil(epochs * steps_per_epoch))
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "LayerNorm.bias")
     parameters = [
         {"params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)],
@@ -262,11 +263,11 @@ def finetune_qa(
                     if elapsed >= max_seconds:
                         stopped_by_time = True
                         break
-                    affordable = _affordable_steps(step, elapsed, max_seconds)
-                    if affordable < planned_steps - max(1, planned_steps // 100):
+                    affordable = min(full_steps, _affordable_steps(log, max_seconds))
+                    if abs(affordable - planned_steps) > max(1, planned_steps // 100):
                         planned_steps = affordable
                         bar.total = planned_steps
-                        # Continue the same warmup/decay shape over the shorter run.
+                        # Continue the same warmup/decay shape over the re-planned run.
                         scheduler = get_linear_schedule_with_warmup(
                             optimizer, int(warmup_ratio * planned_steps), planned_steps, last_epoch=step - 1)
                 if step >= planned_steps:
@@ -300,7 +301,7 @@ def finetune_qa(
         "weight_decay": weight_decay,
         "dropout": dropout,
         "seconds": round(seconds, 1),
-        "stopped_by_time_budget": stopped_by_time or planned_steps < math.ceil(epochs * steps_per_epoch),
+        "stopped_by_time_budget": stopped_by_time or step < full_steps,
         "device": str(device_),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
@@ -314,11 +315,20 @@ def finetune_qa(
     return handle
 
 
-def _affordable_steps(step: int, elapsed: float, max_seconds: float) -> int:
-    """Steps that fit in the budget at the speed seen so far (re-planned as the speed changes)."""
+def _affordable_steps(log: list[dict], max_seconds: float, recent: int = 20) -> int:
+    """Total steps that fit in the budget at the speed of the last ``recent`` steps.
+
+    Called after every step, so the plan follows the machine's speed as it changes (a shared machine
+    gets busier or quieter) in either direction.
+    """
+    step, elapsed = len(log), log[-1]["seconds"]
     if step < 5:  # the first steps include one-off warm-up costs
         return 1 << 62
-    return max(step + 1, int(max_seconds / (elapsed / step)))
+    first = log[-recent - 1]["seconds"] if step > recent else 0.0
+    per_step = (elapsed - first) / min(step, recent)
+    if per_step <= 0:
+        return 1 << 62
+    return step + max(1, int((max_seconds - elapsed) / per_step))
 
 
 def save_handle(handle: QAModelHandle, output_dir: str | os.PathLike) -> Path:
