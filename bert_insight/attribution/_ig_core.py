@@ -13,6 +13,7 @@ hidden state to hidden state ``l``. The fast path (the point of this module):
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Iterator
@@ -128,6 +129,8 @@ def layer_integrated_gradients(
     if chunk is None:
         chunk = auto_chunk(n_steps, hidden.shape[1], hidden.shape[2], adapter.num_heads(model),
                            adapter.num_layers(model) - layer)
+        # Even chunks (50 -> 17, 17, 16 rather than 23, 23, 4): no small, inefficient last batch.
+        chunk = math.ceil(n_steps / math.ceil(n_steps / chunk))
     separate = [target for target in ("start", "end") if target in targets or "start+end" in targets]
     if targets == ("start+end",):
         separate = []  # one backward of the summed logit is enough
