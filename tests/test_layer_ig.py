@@ -322,10 +322,10 @@ def squad_example():
 @pytest.mark.slow
 def test_real_model_equals_captum_on_a_squad_example(default_handle, squad_example):
     window, start, end = analysis_windows(default_handle, squad_example)[0]
-    attributions, _ = layer_ig(default_handle, squad_example, layers=[1, 4], n_steps=20, progress=False)
+    attributions, _ = layer_ig(default_handle, squad_example, layers=[1, 4], n_steps=8, progress=False)
     for layer in (1, 4):
         for target, index in (("start", start), ("end", end)):
-            reference, _ = captum_layer_ig(default_handle, window, layer, target, index, "riemann", 20)
+            reference, _ = captum_layer_ig(default_handle, window, layer, target, index, "riemann", 8)
             rows = attributions[(attributions.layer == layer) & (attributions.target == target)]
             rows = rows.sort_values("token_index")
             assert_close_to_captum(torch.tensor(rows.norm.to_numpy()), reference.double().norm(dim=-1))
@@ -342,7 +342,7 @@ def top_words(attributions: pd.DataFrame, k: int = 5) -> pd.Series:
 @pytest.mark.slow
 def test_bf16_keeps_the_top_words_of_fp32(default_handle, squad_example):
     # bf16 is emulated (slow) on CPUs without bf16 units: few layers and steps keep this test quick.
-    settings = dict(layers=[3, 5], n_steps=10, progress=False)
+    settings = dict(layers=[4, 5], n_steps=6, progress=False)
     exact, _ = layer_ig(default_handle, squad_example, **settings)
     with pytest.warns(RuntimeWarning) if not layer_ig_module._bf16_is_native(default_handle.device) else _nothing():
         fast, _ = layer_ig(default_handle, squad_example, precision="bf16", **settings)
