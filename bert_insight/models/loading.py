@@ -89,7 +89,9 @@ def _require_qa_head(model: nn.Module, adapter: ArchitectureAdapter, name: str) 
 
 
 def _looks_like_local_path(name: str) -> bool:
-    return name.startswith((".", "/", "~")) or os.sep in name and not _is_hub_id(name) or Path(name).exists()
+    return (name.startswith((".", "/", "~"))
+            or (os.sep in name and not _is_hub_id(name))
+            or Path(name).exists())
 
 
 def _is_hub_id(name: str) -> bool:
