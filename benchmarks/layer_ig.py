@@ -35,15 +35,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from captum.attr import LayerIntegratedGradients  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 from torch.utils.flop_counter import flop_registry  # noqa: E402
 
 from bert_insight.attribution import layer_ig as layer_ig_module  # noqa: E402
 from bert_insight.attribution.layer_ig import layer_ig  # noqa: E402
-from bert_insight.models.adapters import _get_path  # noqa: E402
+from bert_insight.device import bf16_is_fast  # noqa: E402
 from bert_insight.models.loading import from_model, load_qa_model  # noqa: E402
 from bert_insight.qa import analysis_windows, predict  # noqa: E402
+from bert_insight.testing import captum_layer_ig, redraw_parameters, top_word_sets  # noqa: E402
 
 TARGET_NAMES = ("start", "end")
 
@@ -88,53 +88,17 @@ def bert_base_handle(tokenizer):
     torch.manual_seed(0)
     config = tf.BertConfig(vocab_size=tokenizer.vocab_size)  # 12 layers, 768, 12 heads, 3072
     config._attn_implementation = "sdpa"
-    model = tf.BertForQuestionAnswering(config)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if name.endswith("bias") or "LayerNorm" in name:
-                noise = torch.randn(parameter.shape, generator=generator) * 0.1
-                parameter.copy_(noise + (1.0 if name.endswith("weight") else 0.0))
+    model = redraw_parameters(tf.BertForQuestionAnswering(config))
     return from_model(model.eval(), tokenizer, name="random BERT-base", device="cpu"), "random weights"
 
 
 # ---- captum, the reference ----------------------------------------------------------------------------
-def module_holding_layer(handle, layer: int):
-    adapter, model = handle.adapter, handle.model
-    if layer == 0:
-        return _get_path(adapter.base_model(model), adapter.embedding_projection_path or adapter.embeddings_path)
-    return adapter.blocks(model)[layer - 1]
-
-
 def captum_attribution(handle, window, layer: int, target: str, index: int, n_steps: int,
                        internal_batch_size: int | None) -> torch.Tensor:
-    """captum LayerIntegratedGradients at hidden state ``layer``, zero baseline there (see tests)."""
-    model = handle.model
-    module = module_holding_layer(handle, layer)
-    gate_value = []
-
-    def gate(_module, _inputs, output):
-        scale = gate_value[0].view(-1, 1, 1)
-        return (output[0] * scale, *output[1:]) if isinstance(output, tuple) else output * scale
-
-    def forward(gate_input, input_ids, token_type_ids):
-        gate_value[:] = [gate_input]
-        output = model(input_ids=input_ids, token_type_ids=token_type_ids)
-        return (output.start_logits if target == "start" else output.end_logits)[:, index]
-
-    input_ids = torch.tensor([window.input_ids])
-    token_type_ids = torch.tensor([window.token_type_ids])
-    hook = module.register_forward_hook(gate)
-    try:
-        attribution, _ = LayerIntegratedGradients(forward, module).attribute(
-            torch.ones(1), baselines=torch.zeros(1), additional_forward_args=(input_ids, token_type_ids),
-            n_steps=n_steps, method="riemann_right", internal_batch_size=internal_batch_size,
-            return_convergence_delta=True,
-        )
-    finally:
-        hook.remove()
-    attribution = attribution[0] if isinstance(attribution, tuple) else attribution
-    return attribution[0].detach()
+    """captum LayerIntegratedGradients at hidden state ``layer``, zero baseline there (as in the tests)."""
+    attribution, _ = captum_layer_ig(handle, window, layer, target, index, "riemann", n_steps,
+                                     internal_batch_size=internal_batch_size)
+    return attribution
 
 
 def captum_frame(handle, window, start: int, end: int, layers, n_steps: int,
@@ -159,13 +123,6 @@ def captum_frame(handle, window, start: int, end: int, layers, n_steps: int,
 
 
 # ---- agreement and FLOPs -------------------------------------------------------------------------------
-def top_words(frame: pd.DataFrame, k: int = 5) -> pd.Series:
-    words = (frame[frame.segment == "context"].groupby(["example_id", "layer", "target", "word_index"])
-             .importance.sum().reset_index()
-             .sort_values(["importance", "word_index"], ascending=[False, True]))
-    return words.groupby(["example_id", "layer", "target"]).word_index.apply(lambda s: frozenset(s.head(k)))
-
-
 def agreement(ours: pd.DataFrame, reference: pd.DataFrame) -> dict:
     keys = ["example_id", "layer", "target", "token_index"]
     joined = reference.merge(ours, on=keys, suffixes=("_ref", "_ours"))
@@ -175,7 +132,7 @@ def agreement(ours: pd.DataFrame, reference: pd.DataFrame) -> dict:
         for column in ("score", "norm"):
             scale = group[f"{column}_ref"].abs().max()
             worst = max(worst, (group[f"{column}_ours"] - group[f"{column}_ref"]).abs().max() / scale)
-    same_top = (top_words(ours) == top_words(reference)).mean()
+    same_top = (top_word_sets(ours) == top_word_sets(reference)).mean()
     return {"max_rel_diff": worst,
             "importance_r": float(np.corrcoef(joined.importance_ref, joined.importance_ours)[0, 1]),
             "top5_same": float(same_top)}
@@ -378,7 +335,7 @@ def main(argv=None) -> int:
         args.examples, args.bert_base_examples, args.n_steps = 1, 1, 8
         args.max_length, args.doc_stride, args.captum_batch_sizes, args.gl_steps = 128, 64, [0, 4], [4]
         args.bf16_layers = 1
-    native_bf16 = args.native_bf16 = layer_ig_module._bf16_is_native(torch.device("cpu"))
+    native_bf16 = args.native_bf16 = bf16_is_fast(torch.device("cpu"))
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {native_bf16}, {platform.processor()}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from .errors import BertInsightInputError
@@ -22,3 +24,20 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
             f"device={device!r} asks for CUDA but torch sees no GPU here; use device='auto' or 'cpu'."
         )
     return resolved
+
+
+def bf16_is_fast(device: torch.device | str) -> bool:
+    """True where bfloat16 matmuls are native: CUDA GPUs with bf16, CPUs with AVX512-BF16 or AMX.
+
+    Elsewhere (e.g. AVX2-only CPUs) torch emulates bf16 matmuls, which is many times slower than fp32.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:  # not Linux: no cheap way to ask, and a wrong yes costs a lot
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags

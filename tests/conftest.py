@@ -8,17 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from bert_insight.testing import redraw_parameters  # noqa: F401  (tests import it from here too)
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def redraw_parameters(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """BERT's default init (zero biases, LayerNorm 1/0) makes layer IG degenerate: redraw them."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name:
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.1 + (1.0 if name.endswith("weight") else 0.0))
-    return model
 
 
 TINY_SIZES = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64,

@@ -7,7 +7,6 @@ import re
 import pandas as pd
 import pytest
 import torch
-from captum.attr import LayerIntegratedGradients
 
 from bert_insight.attribution import layer_ig as layer_ig_module
 from bert_insight.attribution._ig_core import (
@@ -17,14 +16,15 @@ from bert_insight.attribution._ig_core import (
     quadrature,
 )
 from bert_insight.attribution.layer_ig import layer_ig
+from bert_insight.device import bf16_is_fast
 from bert_insight.errors import BertInsightInputError
-from bert_insight.models.adapters import ArchitectureAdapter, _get_path
+from bert_insight.models.adapters import ArchitectureAdapter
 from bert_insight.models.loading import from_model
 from bert_insight.qa import analysis_windows
+from bert_insight.testing import captum_layer_ig, module_holding_layer, top_word_sets, window_model_inputs
 from tests.conftest import tiny_qa_model
 
 WINDOW = dict(max_length=128, doc_stride=32)  # the tiny models embed 128 positions
-CAPTUM_METHOD = {"riemann": "riemann_right", "gausslegendre": "gausslegendre"}
 CONTEXT = (
     "The harbour town of Kelsey grew around a fishing pier built by the first settlers. Every spring the "
     "council repaired the sea wall after the winter storms. At the summer fair of 1894 a stranger played the "
@@ -44,61 +44,6 @@ def make_examples(n: int = 2) -> pd.DataFrame:
         "example_id": [f"q{i}" for i in range(n)], "question": QUESTIONS[:n], "context": [CONTEXT] * n,
         "answers": [[] for _ in range(n)], "is_impossible": [False] * n, "title": ["harbour"] * n,
     })
-
-
-# ---- the independent reference: captum on the real Hugging Face forward --------------------------------
-def module_holding_layer(handle, layer: int) -> torch.nn.Module:
-    """The module whose output is hidden state ``layer`` inside the model's own forward."""
-    adapter, model = handle.adapter, handle.model
-    if layer == 0:
-        return _get_path(adapter.base_model(model), adapter.embedding_projection_path or adapter.embeddings_path)
-    if adapter.family == "albert":
-        raise AssertionError("ALBERT's blocks share one module; only layer 0 has a module of its own")
-    return adapter.blocks(model)[layer - 1]
-
-
-def captum_layer_ig(handle, window, layer: int, target: str, index: int, method: str, n_steps: int):
-    """captum's LayerIntegratedGradients at hidden state ``layer`` with a zero baseline there.
-
-    Why this construction is honest: captum interpolates between the layer's values at the input and
-    at the baseline *input*, both obtained by running forward_func. No token sequence embeds to an
-    all-zero hidden state, so forward_func takes a scalar gate (input 1, baseline 0) and a forward hook
-    multiplies the layer's output by it; captum's own hook is registered after ours and replaces the
-    output with its interpolated tensor along the path, so the gate only makes the baseline exactly
-    zero. Everything else -- embeddings, the blocks below and above, the QA head -- runs through the
-    unmodified Hugging Face forward, not through the adapter the fast path uses.
-    """
-    model = handle.model
-    module = module_holding_layer(handle, layer)
-    gate_value = []
-
-    def gate(_module, _inputs, output):
-        scale = gate_value[0].view(-1, 1, 1)
-        return (output[0] * scale, *output[1:]) if isinstance(output, tuple) else output * scale
-
-    def forward(gate_input, input_ids, token_type_ids):
-        gate_value[:] = [gate_input]
-        kwargs = {"input_ids": input_ids}
-        if token_type_ids is not None:
-            kwargs["token_type_ids"] = token_type_ids
-        output = model(**kwargs)
-        logits = {"start": output.start_logits, "end": output.end_logits}
-        return logits[target][:, index]
-
-    input_ids = torch.tensor([window.input_ids])
-    token_type_ids = None
-    if handle.adapter.uses_token_type_ids and window.token_type_ids is not None:
-        token_type_ids = torch.tensor([window.token_type_ids])
-    hook = module.register_forward_hook(gate)
-    try:
-        attribution, delta = LayerIntegratedGradients(forward, module).attribute(
-            torch.ones(1), baselines=torch.zeros(1), additional_forward_args=(input_ids, token_type_ids),
-            n_steps=n_steps, method=CAPTUM_METHOD[method], return_convergence_delta=True,
-        )
-    finally:
-        hook.remove()
-    attribution = attribution[0] if isinstance(attribution, tuple) else attribution
-    return attribution[0].detach(), float(delta)
 
 
 def tiny_handle_of(family: str, tokenizer):
@@ -173,8 +118,7 @@ def independent_logit_change(handle, window, layer: int, target: str, index: int
     """F(h) - F(0) from the Hugging Face forward, zeroing hidden state ``layer`` with a hook."""
     model = handle.model
     module = module_holding_layer(handle, layer)
-    inputs = {"input_ids": torch.tensor([window.input_ids]),
-              "token_type_ids": torch.tensor([window.token_type_ids])}
+    inputs = window_model_inputs(handle, window)
 
     def logit() -> float:
         with torch.no_grad():
@@ -332,21 +276,14 @@ def test_real_model_equals_captum_on_a_squad_example(default_handle, squad_examp
             assert_close_to_captum(torch.tensor(rows.score.to_numpy()), reference.double().sum(-1))
 
 
-def top_words(attributions: pd.DataFrame, k: int = 5) -> pd.Series:
-    words = (attributions[attributions.segment == "context"]
-             .groupby(["example_id", "layer", "target", "word_index"]).importance.sum().reset_index())
-    ranked = words.sort_values(["importance", "word_index"], ascending=[False, True])
-    return ranked.groupby(["example_id", "layer", "target"]).word_index.apply(lambda s: frozenset(s.head(k)))
-
-
 @pytest.mark.slow
 def test_bf16_keeps_the_top_words_of_fp32(default_handle, squad_example):
     # bf16 is emulated (slow) on CPUs without bf16 units: few layers and steps keep this test quick.
     settings = dict(layers=[4, 5], n_steps=6, progress=False)
     exact, _ = layer_ig(default_handle, squad_example, **settings)
-    with pytest.warns(RuntimeWarning) if not layer_ig_module._bf16_is_native(default_handle.device) else _nothing():
+    with pytest.warns(RuntimeWarning) if not bf16_is_fast(default_handle.device) else _nothing():
         fast, _ = layer_ig(default_handle, squad_example, precision="bf16", **settings)
-    agree = (top_words(exact) == top_words(fast)).mean()
+    agree = (top_word_sets(exact) == top_word_sets(fast)).mean()
     assert agree >= 0.75
     correlation = exact.importance.corr(fast.importance)
     assert correlation > 0.99

@@ -166,3 +166,4 @@ def test_ramnath_notebook_runs_with_small_parameters(tmp_path, kernel_name, defa
     assert_clean_and_offline(notebook, n_views=6)
     frames = "".join(texts(notebook, "text/html"))
     assert "same_trend" in frames and "answer words among the top-k" in frames
+    assert "bert_base" in frames and "numeric_share" in frames  # the by-depth table next to BERT-base

@@ -365,3 +365,28 @@ def test_ramnath_comparison_reports_early_and_late_means_and_the_trend_direction
     em = table.loc["Sec. 5.2 exact"]
     assert (em["a"], em["b"], em["same_trend"]) == (50.0, 75.0, None)
     assert table.loc["Table 5 nouns"]["same_trend"] is None
+
+
+def test_by_depth_averages_each_third_of_the_layers_next_to_bert_base():
+    from bert_insight.attribution.analysis import QuantifierAnalysis
+
+    layers = range(6)  # thirds: 0-1, 2-3, 4-5
+    categories = pd.DataFrame([(layer, target, "answer", 0.1 * layer + (0.1 if target == "end" else 0.0))
+                               for layer in layers for target in ("start", "end")],
+                              columns=["layer", "target", "category", "share"])
+    pos = pd.DataFrame({"layer": list(layers), "target": "start", "pos_group": "noun", "share": 0.4})
+    focus = pd.DataFrame({"layer": list(layers), "target": "start", "numeric_share": [0.0, 0.2, 0.2, 0.2, 0.6, 0.6]})
+    table = viz.ramnath2020_by_depth(categories, pos, QuantifierAnalysis(focus, pd.DataFrame()))
+    table = table.set_index(["group", "depth"])
+    # ours: mean over the third's layers and both targets
+    assert table.loc[("answer", "early"), "ours"] == pytest.approx((0.0 + 0.1 + 0.1 + 0.2) / 4)
+    assert table.loc[("answer", "late"), "ours"] == pytest.approx((0.4 + 0.5 + 0.5 + 0.6) / 4)
+    assert table.loc[("numeric_share", "middle"), "ours"] == pytest.approx(0.2)
+    assert table.loc[("noun", "late"), "ours"] == pytest.approx(0.4)
+    # BERT-base: 12 layers in thirds of four, percent -> fraction
+    answer = viz.MLRC2020_BERT_BASE_SQUAD[("category", "answer")]
+    assert table.loc[("answer", "early"), "bert_base"] == pytest.approx(sum(answer[:4]) / 400)
+    assert table.loc[("answer", "late"), "bert_base"] == pytest.approx(sum(answer[8:]) / 400)
+    # groups we did not measure stay NaN rather than vanish
+    assert np.isnan(table.loc[("verb", "early"), "ours"])
+    assert set(table.index.get_level_values("depth")) == {"early", "middle", "late"}

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from ..cache import ResultCache
+from ..device import bf16_is_fast
 from ..errors import BertInsightInputError
 from ._ig_core import (
     METHODS,
@@ -106,16 +107,6 @@ def _check_choices(n_steps, method, precision, batch_size) -> None:
             f"batch_size={batch_size!r}; pass None (fit the memory budget automatically) or the number of "
             "path points per forward pass (>= 1; lower it when memory runs out)."
         )
-
-
-def _bf16_is_native(device: torch.device) -> bool:
-    if device.type != "cpu":
-        return True
-    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    try:
-        return bool(check()) if check is not None else True
-    except RuntimeError:
-        return True
 
 
 # ---- one window ----------------------------------------------------------------------------------------
@@ -236,7 +227,7 @@ def layer_ig(
     target_list = _check_targets(targets)
     examples = _validated(examples)
     n_steps = int(n_steps)
-    if precision == "bf16" and not _bf16_is_native(handle.device):
+    if precision == "bf16" and not bf16_is_fast(handle.device):
         warnings.warn("precision='bf16' on a CPU without native bfloat16 instructions is emulated and "
                       "slower than fp32 here; use precision='fp32'.", RuntimeWarning, stacklevel=2)
 

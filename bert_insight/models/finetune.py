@@ -28,6 +28,7 @@ from typing import NamedTuple
 import pandas as pd
 import torch
 
+from ..device import bf16_is_fast
 from ..errors import BertInsightInputError
 from .loading import QAModelHandle, from_model, load_qa_model
 
@@ -45,24 +46,6 @@ class LabelledWindow(NamedTuple):
     start_position: int
     end_position: int
     has_answer: bool
-
-
-# ---- hardware ------------------------------------------------------------------------------------
-def bf16_is_fast(device: torch.device | str) -> bool:
-    """True where bfloat16 matmuls are native: CUDA GPUs with bf16, CPUs with AVX512-BF16 or AMX.
-
-    Elsewhere (e.g. AVX2-only CPUs) torch emulates bf16 matmuls, which is many times slower than fp32.
-    """
-    device = torch.device(device)
-    if device.type == "cuda":
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    if device.type != "cpu":
-        return False
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:  # not Linux: no cheap way to ask, and a wrong yes costs a lot
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 # ---- featurisation -------------------------------------------------------------------------------

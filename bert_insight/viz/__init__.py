@@ -8,14 +8,15 @@ JavaScript, and a self-contained static HTML output under papermill / nbconvert.
     viz.show(viz.passage_view(attributions, tokens, example_id=eid, k=5))
 
 Views: jsd_heatmaps, passage_view, layer_curves, token_scatter, qa_roles_view (see docs/widgets.md);
-ramnath2020_comparison puts the paper's reported trends next to ours in a frame.
+ramnath2020_comparison puts the paper's reported trends next to ours in a frame; ramnath2020_by_depth
+puts a BERT-base measurement of the same shares next to ours, per third of the depth.
 """
 
 from __future__ import annotations
 
 from ._common import DIVERGING, ROLE_COLORS, SEQUENTIAL, show, signed_color_mapper, signed_colors
 from .attribution import jsd_heatmaps, layer_curves, passage_view, passage_word_scores, top_words
-from .paper import RAMNATH2020_TRENDS, ramnath2020_comparison
+from .paper import MLRC2020_BERT_BASE_SQUAD, RAMNATH2020_TRENDS, ramnath2020_by_depth, ramnath2020_comparison
 from .tokens import qa_roles_view, token_scatter
 
 __all__ = [
@@ -26,8 +27,10 @@ __all__ = [
     "layer_curves",
     "passage_view",
     "passage_word_scores",
+    "MLRC2020_BERT_BASE_SQUAD",
     "RAMNATH2020_TRENDS",
     "qa_roles_view",
+    "ramnath2020_by_depth",
     "ramnath2020_comparison",
     "show",
     "signed_color_mapper",
