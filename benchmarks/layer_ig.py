@@ -138,6 +138,9 @@ def agreement(ours: pd.DataFrame, reference: pd.DataFrame) -> dict:
             "top5_same": float(same_top)}
 
 
+_ONEDNN_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+
+
 class _FlopCount(TorchDispatchMode):
     """Sums torch's own per-operator FLOP formulas (torch.utils.flop_counter.flop_registry).
 
@@ -152,6 +155,10 @@ class _FlopCount(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
+        if func._overloadpacket is _ONEDNN_LINEAR:  # layer_ig's CPU linear kernel (not in torch's registry)
+            inputs, weight = args[0], args[1]
+            self.total += 2 * inputs.numel() * weight.shape[0]
+            return out
         formula = flop_registry.get(func._overloadpacket)
         if formula is not None:
             self.total += formula(*args, **kwargs, out_val=out)

@@ -232,6 +232,7 @@ def test_no_state_survives_an_exception_mid_path(tokenizer, monkeypatch):
     assert torch.is_grad_enabled() and not model.training
     for module in model.modules():
         assert not (module._forward_hooks or module._forward_pre_hooks or module._backward_hooks)
+        assert "forward" not in vars(module)  # the linear kernels' switch is undone too
 
 
 # ---- bad input -----------------------------------------------------------------------------------------

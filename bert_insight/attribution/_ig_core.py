@@ -7,19 +7,23 @@ hidden state to hidden state ``l``. The fast path (the point of this module):
   per interpolation step;
 * only blocks ``l..L-1`` see the batch of interpolated hidden states;
 * the start and end targets share one forward of that batch and differ only in the backward;
-* the weights never require gradients (``frozen_weights``), so autograd records no weight branches;
+* the weights never require gradients (``frozen_weights``), so autograd records no weight branches,
+  and on CPU the linear layers run oneDNN kernels that compute input gradients only
+  (:mod:`._kernels`);
 * the sequence carries no padding, so the blocks run without an attention mask.
 """
 
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
 import torch
 from torch import nn
+
+from ._kernels import linear_kernels, precision_context
 
 #: What each target integrates: the logit of the predicted start token, of the predicted end token,
 #: or their sum (what Ramnath et al.'s released code attributed).
@@ -59,13 +63,6 @@ def frozen_weights(model: nn.Module) -> Iterator[None]:
     finally:
         for parameter, requires_grad in saved:
             parameter.requires_grad_(requires_grad)
-
-
-def precision_context(precision: str, device: torch.device):
-    """bf16: blocks run under autocast (matmuls in bf16); inputs, outputs and gradients stay fp32."""
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return nullcontext()
 
 
 def hidden_states_once(adapter, model: nn.Module, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None,
@@ -138,7 +135,7 @@ def layer_integrated_gradients(
     weights = weights.to(device=device, dtype=torch.float32)
     grad_sums = {name: torch.zeros_like(hidden[0]) for name in (separate or ["start+end"])}
 
-    with torch.enable_grad():
+    with torch.enable_grad(), linear_kernels(model, precision, device):
         for first in range(0, n_steps, chunk):
             alpha = alphas[first: first + chunk]
             weight = weights[first: first + chunk]
@@ -160,7 +157,7 @@ def layer_integrated_gradients(
         # The gradient of a sum is the sum of the gradients: no extra backward.
         grad_sums["start+end"] = grad_sums["start"] + grad_sums["end"]
 
-    with torch.no_grad(), precision_context(precision, device):
+    with torch.no_grad(), linear_kernels(model, precision, device), precision_context(precision, device):
         ends = torch.cat([hidden, torch.zeros_like(hidden)])
         start, end = _target_logits(adapter, model, layer, ends, start_index, end_index)
     values = {"start": start, "end": end, "start+end": start + end}

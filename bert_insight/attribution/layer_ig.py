@@ -34,6 +34,7 @@ from ._ig_core import (
     layer_integrated_gradients,
     quadrature,
 )
+from ._kernels import linear_kernels
 
 __all__ = ["layer_ig", "LayerIGResult", "ATTRIBUTION_COLUMNS", "CONVERGENCE_COLUMNS"]
 
@@ -138,7 +139,8 @@ def _attribute_window(handle, window, start_index: int, end_index: int, *, layer
                            for word, sequence in zip(window.word_ids, window.sequence_ids)], dtype=np.int64)
     in_context = segment == "context"
     attribution_parts, convergence_rows = [], []
-    with frozen_weights(model):
+    # One switch of the linear kernels for all layers (layer_integrated_gradients' own is then a no-op).
+    with frozen_weights(model), linear_kernels(model, precision, handle.device):
         for layer in layers:
             result = layer_integrated_gradients(
                 adapter, model, layer, states[layer], start_index, end_index, targets=targets,
