@@ -8,9 +8,10 @@ Zen 5 development machine: 170 against 265 GFLOP/s for a 7,800 x 384 x 1,536 pro
 ``grad W``, with ``W`` and ``W^T`` converted once to the compute dtype:
 
 * ``precision="fp32"``: fp32 weights, same results as ``F.linear`` up to summation order;
-* ``precision="bf16"``: bf16 weights and inputs, fp32 outputs; everything between the linear layers
-  (attention, GELU, LayerNorm) stays fp32, so attention keeps SDPA's fused fp32 kernel, whose
-  backward is faster on CPU than its bf16 one.
+* ``precision="bf16"``: bf16 weights and inputs; outputs fp32 except the feed-forward's widening
+  layer, whose bf16 output goes through the activation to the next linear layer. Attention,
+  residual sums and LayerNorm stay fp32, so attention keeps SDPA's fused fp32 kernel, whose backward
+  is faster on CPU than its bf16 one.
 
 Where oneDNN's op is missing (other torch builds) the same function runs ``F.linear``. On GPUs
 nothing is replaced: ``precision="bf16"`` uses autocast there (:func:`precision_context`).
@@ -50,23 +51,23 @@ def _linear(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
 
 
 class _FrozenLinear(torch.autograd.Function):
-    """``x W^T + b`` in ``W``'s dtype, output in ``x``'s dtype; the backward gives only ``grad x``."""
+    """``x W^T + b`` in ``W``'s dtype, output in ``output_dtype``; the backward gives only ``grad x``."""
 
     @staticmethod
-    def forward(ctx, inputs, weight, weight_t, bias):
+    def forward(ctx, inputs, weight, weight_t, bias, output_dtype):
         ctx.save_for_backward(weight_t)
         ctx.input_dtype = inputs.dtype
-        return _linear(inputs.to(weight.dtype), weight, bias).to(inputs.dtype)
+        return _linear(inputs.to(weight.dtype), weight, bias).to(output_dtype)
 
     @staticmethod
     def backward(ctx, grad_output):
         (weight_t,) = ctx.saved_tensors
         grad_input = _linear(grad_output.to(weight_t.dtype), weight_t, None).to(ctx.input_dtype)
-        return grad_input, None, None, None
+        return grad_input, None, None, None, None
 
 
-def _frozen_forward(weight, weight_t, bias, inputs):
-    return _FrozenLinear.apply(inputs, weight, weight_t, bias)
+def _frozen_forward(weight, weight_t, bias, output_dtype, inputs):
+    return _FrozenLinear.apply(inputs, weight, weight_t, bias, output_dtype)
 
 
 _MARK = "_bert_insight_linear_dtype"
@@ -91,7 +92,11 @@ def linear_kernels(model: nn.Module, precision: str, device: torch.device) -> It
             weight = module.weight.detach().to(dtype).contiguous()
             weight_t = weight.t().contiguous()
             bias = None if module.bias is None else module.bias.detach().to(dtype)
-            module.forward = functools.partial(_frozen_forward, weight, weight_t, bias)
+            # A widening layer (the feed-forward's first) hands bf16 to the activation and the narrowing
+            # layer after it: four casts of the widest tensor fewer per block and pass. Every other
+            # output is fp32, so attention inputs, residual sums and LayerNorm stay fp32.
+            output_dtype = dtype if module.out_features > module.in_features else torch.float32
+            module.forward = functools.partial(_frozen_forward, weight, weight_t, bias, output_dtype)
             setattr(module, _MARK, dtype)
             switched.append(module)
         yield
