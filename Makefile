@@ -47,7 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/layer_ig.py
 
 reproduce: $(STAMP)
-	$(BIN)/bert-insight reproduce notebooks/01_ramnath2020_layer_ig.ipynb -p n_examples 200 -p cache_dir runs/ig_cache
+	$(BIN)/bert-insight reproduce notebooks/01_ramnath2020_layer_ig.ipynb -p n_examples 200 -p cache_dir $(CURDIR)/runs/ig_cache
 
 clean:
 	rm -rf $(VENV) $(COMPAT_VENV) runs
