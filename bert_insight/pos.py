@@ -81,21 +81,32 @@ def read_conllu_xpos(path: str | Path) -> list[list[tuple[str, str]]]:
     if not path.is_file():
         raise BertInsightInputError(f"No CoNLL-U file at {str(path)!r}; pass the path of a UD .conllu file.")
     opener = gzip.open if path.suffix == ".gz" else open
-    sentences, current = [], []
+
+    def word_and_xpos(line: str) -> tuple[str, str] | None:
+        if line.startswith("#"):
+            return None
+        columns = line.split("\t")
+        if "-" in columns[0] or "." in columns[0]:
+            return None
+        return columns[1], columns[4]
+
     with opener(path, "rt", encoding="utf-8") as handle:
-        for line in handle:
-            line = line.rstrip("\n")
-            if not line:
-                if current:
-                    sentences.append(current)
-                    current = []
-                continue
-            if line.startswith("#"):
-                continue
-            columns = line.split("\t")
-            if "-" in columns[0] or "." in columns[0]:
-                continue
-            current.append((columns[1], columns[4]))
+        return _blank_line_sentences(handle, word_and_xpos)
+
+
+def _blank_line_sentences(lines: Iterable[str], parse) -> list[list[tuple[str, str]]]:
+    """Sentences separated by blank lines; ``parse`` turns a line into a (word, tag) pair or None (skip)."""
+    sentences, current = [], []
+    for line in lines:
+        line = line.rstrip("\n")
+        if not line:
+            if current:
+                sentences.append(current)
+                current = []
+            continue
+        pair = parse(line)
+        if pair is not None:
+            current.append(pair)
     if current:
         sentences.append(current)
     return sentences
@@ -216,20 +227,8 @@ def tagging_accuracy(sentences: Iterable[Sequence[tuple[str, str]]], *, tagger=N
 
 def read_heldout_slice(path: str | Path = HELDOUT_FILE) -> list[list[tuple[str, str]]]:
     """The bundled held-out sentences (from EWT dev, never trained on): word<TAB>tag lines."""
-    sentences, current = [], []
     with gzip.open(path, "rt", encoding="utf-8") as handle:
-        for line in handle:
-            line = line.rstrip("\n")
-            if not line:
-                if current:
-                    sentences.append(current)
-                    current = []
-                continue
-            word, tag = line.split("\t")
-            current.append((word, tag))
-    if current:
-        sentences.append(current)
-    return sentences
+        return _blank_line_sentences(handle, lambda line: tuple(line.split("\t")))
 
 
 # ---- tagging passages -----------------------------------------------------------------------------------

@@ -49,6 +49,18 @@ def escape(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
+def column_pair(frame: pd.DataFrame, candidates: tuple[tuple[str, str], ...], *, what: str,
+                made_by: str) -> tuple[str, str]:
+    """The first pair of ``candidates`` whose two columns ``frame`` has; else one error naming them all."""
+    for pair in candidates:
+        if set(pair) <= set(frame.columns):
+            return pair
+    raise BertInsightInputError(
+        f"the {what} frame has no pair of columns among {list(candidates)}; it has {list(frame.columns)}. "
+        f"Pass the frame made by {made_by}."
+    )
+
+
 def require_columns(frame: pd.DataFrame, columns: Iterable[str], *, what: str, made_by: str) -> None:
     """Raise BertInsightInputError naming the missing columns and the function that makes them."""
     if not isinstance(frame, pd.DataFrame):

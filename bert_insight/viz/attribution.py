@@ -24,13 +24,14 @@ from ._common import (
     SEQUENTIAL,
     SEQUENTIAL_BLUE,
     categorical_colors,
+    column_pair,
     escape,
     readable_text_color,
     require_columns,
     select_single,
     sequential_colors,
-    strongest_role,
     signed_colors,
+    strongest_role,
 )
 
 ATTRIBUTIONS_MADE_BY = "bert_insight.layer_ig (its .attributions frame)"
@@ -196,19 +197,10 @@ def passage_view(
 _LAYER_PAIR_COLUMNS = (("layer_a", "layer_b"), ("layer_i", "layer_j"), ("layer_x", "layer_y"), ("layer1", "layer2"))
 
 
-def _layer_pair_columns(frame: pd.DataFrame) -> tuple[str, str]:
-    for pair in _LAYER_PAIR_COLUMNS:
-        if set(pair) <= set(frame.columns):
-            return pair
-    raise BertInsightInputError(
-        f"the JSD frame has no pair of layer columns (one of {list(_LAYER_PAIR_COLUMNS)}); it has "
-        f"{list(frame.columns)}. Pass the frame made by bert_insight.importance_jsd."
-    )
-
-
 def _mean_matrix(frame: pd.DataFrame, value: str, what: str) -> pd.DataFrame:
     require_columns(frame, [value], what=what, made_by="bert_insight.importance_jsd")
-    first, second = _layer_pair_columns(frame)
+    first, second = column_pair(frame, _LAYER_PAIR_COLUMNS, what="JSD (layer columns)",
+                                made_by="bert_insight.importance_jsd")
     # Per-example (or per-target) rows are averaged: Figure 1 shows the mean over examples.
     matrix = frame.groupby([first, second], sort=True)[value].mean().reset_index()
     return matrix.rename(columns={first: "layer_a", second: "layer_b", value: "value"})

@@ -12,6 +12,7 @@ from ..errors import BertInsightInputError
 from ._common import (
     ROLE_COLORS,
     categorical_colors,
+    column_pair,
     escape,
     readable_text_color,
     require_columns,
@@ -87,16 +88,6 @@ _COORDINATE_COLUMNS = (("x", "y"), ("dim_0", "dim_1"), ("component_1", "componen
                        ("pc1", "pc2"))
 
 
-def _coordinate_columns(frame: pd.DataFrame) -> tuple[str, str]:
-    for pair in _COORDINATE_COLUMNS:
-        if set(pair) <= set(frame.columns):
-            return pair
-    raise BertInsightInputError(
-        f"the projection frame has no 2-D coordinate columns (one of {list(_COORDINATE_COLUMNS)}); it has "
-        f"{list(frame.columns)}. Pass the frame made by {PROJECTION_MADE_BY}."
-    )
-
-
 def token_scatter(projection: pd.DataFrame, *, color: str = "role", example_id: str | None = None):
     """Token vectors projected to 2-D (t-SNE / PCA), one layer at a time, coloured by ``color`` (role).
 
@@ -106,7 +97,8 @@ def token_scatter(projection: pd.DataFrame, *, color: str = "role", example_id: 
     Returns a bokeh ``column`` layout.
     """
     require_columns(projection, ["layer", "token"], what="projection", made_by=PROJECTION_MADE_BY)
-    x_column, y_column = _coordinate_columns(projection)
+    x_column, y_column = column_pair(projection, _COORDINATE_COLUMNS, what="projection (2-D coordinate)",
+                                     made_by=PROJECTION_MADE_BY)
     frame = select_single(projection, "example_id", example_id, what="projection")
     if color not in frame.columns:
         fallback = "segment" if "segment" in frame.columns else None
