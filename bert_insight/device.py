@@ -1,4 +1,4 @@
-"""Device resolution shared by every verb."""
+"""Device resolution and hardware facts shared by every verb."""
 
 from __future__ import annotations
 
