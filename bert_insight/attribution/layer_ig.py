@@ -202,8 +202,9 @@ def layer_ig(
         with n_steps=20).
     n_steps: path points; method: "riemann" (alphas k/n_steps, k=1..n_steps, weights 1/n_steps: Algorithm 1
         of the paper, captum's "riemann_right") or "gausslegendre" (captum's default rule).
-    precision: "fp32", or "bf16" (blocks run under bfloat16 autocast, gradients summed in fp32; faster
-        only where the hardware has bf16 matrix units).
+    precision: "fp32", or "bf16" (matrix products in bfloat16: on CPU the linear layers only, on GPUs the
+        blocks under autocast; inputs, outputs and summed gradients stay fp32; faster only where the
+        hardware has bf16 matrix units, about 1.5x on a CPU with AVX512-BF16).
     batch_size: path points per forward pass (None: as many as fit about 1.5 GiB of activations).
     cache_dir: directory of the results cache; a killed run resumes where it stopped.
     predictions, max_length, doc_stride: passed to ``analysis_windows`` (predictions computed when None).
