@@ -95,8 +95,8 @@ def _check_choices(n_steps, method, precision, batch_size) -> None:
         )
     if precision not in PRECISIONS:
         raise BertInsightInputError(
-            f"precision={precision!r}; use 'fp32' (exact, the default) or 'bf16' (blocks under bfloat16 "
-            "autocast; faster on CPUs with native bf16 and on GPUs)."
+            f"precision={precision!r}; use 'fp32' (exact, the default) or 'bf16' (matrix products in "
+            "bfloat16; faster on CPUs with native bf16 and on GPUs)."
         )
     if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
         raise BertInsightInputError(
