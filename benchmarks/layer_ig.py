@@ -92,15 +92,7 @@ def bert_base_handle(tokenizer):
     return from_model(model.eval(), tokenizer, name="random BERT-base", device="cpu"), "random weights"
 
 
-# ---- captum, the reference ----------------------------------------------------------------------------
-def captum_attribution(handle, window, layer: int, target: str, index: int, n_steps: int,
-                       internal_batch_size: int | None) -> torch.Tensor:
-    """captum LayerIntegratedGradients at hidden state ``layer``, zero baseline there (as in the tests)."""
-    attribution, _ = captum_layer_ig(handle, window, layer, target, index, "riemann", n_steps,
-                                     internal_batch_size=internal_batch_size)
-    return attribution
-
-
+# ---- captum, the reference (bert_insight.testing.captum_layer_ig, as in the tests) -------------------
 def captum_frame(handle, window, start: int, end: int, layers, n_steps: int,
                  internal_batch_size: int | None) -> pd.DataFrame:
     """captum's attributions of one window as rows like layer_ig's (score, norm, importance)."""
@@ -108,8 +100,9 @@ def captum_frame(handle, window, start: int, end: int, layers, n_steps: int,
     rows = []
     for layer in layers:
         for target, index in (("start", start), ("end", end)):
-            attribution = captum_attribution(handle, window, layer, target, index, n_steps,
-                                             internal_batch_size).double()
+            attribution, _ = captum_layer_ig(handle, window, layer, target, index, "riemann", n_steps,
+                                             internal_batch_size)
+            attribution = attribution.double()
             norm = attribution.norm(dim=-1).numpy()
             rows.append(pd.DataFrame({
                 "example_id": window.example_id, "layer": layer, "target": target,
@@ -197,7 +190,7 @@ def bench_model(label: str, handle, how: str, examples: pd.DataFrame, args, peak
         if size in tried:
             continue
         start = time.perf_counter()
-        captum_attribution(handle, first_window, 0, "start", first_start, n_steps, size)
+        captum_layer_ig(handle, first_window, 0, "start", first_start, "riemann", n_steps, size)
         tried[size] = time.perf_counter() - start
     best_size = min(tried, key=tried.get)
     print("captum internal_batch_size tried (s for layer 0, start): "
@@ -249,8 +242,8 @@ def bench_model(label: str, handle, how: str, examples: pd.DataFrame, args, peak
             method="riemann", n_steps=steps, precision="fp32", batch_size=None))
 
     def captum_count(layer):  # one target; the other costs the same
-        return lambda steps: 2 * counted_flops(lambda: captum_attribution(
-            handle, first_window, layer, "start", first_start, steps, None))
+        return lambda steps: 2 * counted_flops(lambda: captum_layer_ig(
+            handle, first_window, layer, "start", first_start, "riemann", steps, None))
 
     def over_layers(count) -> float:
         first, last = flops_at(n_steps, count(layers[0])), flops_at(n_steps, count(layers[-1]))

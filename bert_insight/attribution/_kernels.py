@@ -5,7 +5,7 @@ torch sends fp32 ``nn.Linear`` to MKL, which runs well below oneDNN's fp32 kerne
 Zen 5 development machine: 170 against 265 GFLOP/s for a 7,800 x 384 x 1,536 product). Inside
 :func:`linear_kernels` every ``nn.Linear`` of the model computes ``x W^T + b`` with oneDNN
 (``torch.ops.mkldnn._linear_pointwise``) through an autograd function whose backward returns only
-``grad W``, with ``W`` and ``W^T`` converted once to the compute dtype:
+``grad x`` (never ``grad W``), with ``W`` and ``W^T`` converted once to the compute dtype:
 
 * ``precision="fp32"``: fp32 weights, same results as ``F.linear`` up to summation order;
 * ``precision="bf16"``: bf16 weights and inputs; outputs fp32 except the feed-forward's widening

@@ -85,12 +85,12 @@ def ramnath2020_by_depth(categories: pd.DataFrame, pos: pd.DataFrame, quantifier
     for (statistic, group), values in MLRC2020_BERT_BASE_SQUAD.items():
         ours = ours_frames[statistic]
         ours = ours[ours["group"].astype(str) == group]
-        ours_bins = depth_bins(ours["layer"].unique().tolist()) if len(ours) else {}
+        ours_bins = depth_bins(ours["layer"].unique().tolist())
         for depth in DEPTH_BINS:
             reference = [value / 100 for layer, value in enumerate(values) if reference_bins[layer] == depth]
-            chosen = ours[ours["layer"].map(ours_bins) == depth]["share"] if len(ours) else pd.Series(dtype=float)
+            chosen = ours.loc[ours["layer"].map(ours_bins) == depth, "share"]
             rows.append({"statistic": statistic, "group": group, "depth": depth,
-                         "ours": float(chosen.mean()) if len(chosen) else np.nan,
+                         "ours": float(chosen.mean()),  # NaN where we did not measure the group
                          "bert_base": float(np.mean(reference))})
     frame = pd.DataFrame(rows)
     frame["depth"] = pd.Categorical(frame["depth"], categories=DEPTH_BINS, ordered=True)
