@@ -1,7 +1,7 @@
-"""Extractive QA with sliding windows: encode, predict answer spans, score them against SQuAD.
+"""Extractive QA: predict answer spans over sliding windows, score them against SQuAD, and pick the
+window every per-example analysis looks at.
 
-A long context is cut into overlapping windows (question first, then a slice of the context), as in
-Hugging Face's ``run_qa.py``. ``predict`` runs the model on every window, searches all spans of
+``predict`` runs the model on every window (:mod:`bert_insight.windows`), searches all spans of
 context tokens exhaustively (start <= end < start + max_answer_length) in every window, and keeps the
 best one per example. ``analysis_windows`` hands every per-example analysis the one window that holds
 the predicted answer, so their ``token_index`` values join across frames.
@@ -10,231 +10,31 @@ the predicted answer, so their ``token_index`` values join across frames.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
 
+from ._compat import keywords_only
+from .data.examples import gold_answers, validate_examples
 from .errors import BertInsightInputError
+from .frames import PREDICTION_COLUMNS, frame_attrs, require_columns
 from .text import exact_match_score, f1_score, normalize_answer, question_type
+from .windows import (
+    DEFAULT_DOC_STRIDE,
+    DEFAULT_MAX_LENGTH,
+    QAWindow,
+    check_window_sizes,
+    encode_validated_windows,
+)
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
-
-    from .models.loading import QAModelHandle
+    from .models.handle import QAModelHandle
 
 QUESTION_TYPE_ORDER = (
     "what", "which", "who", "whom", "whose", "when", "where", "why", "how many", "how much", "how", "other",
 )
 
-PREDICTION_COLUMNS = (
-    "example_id", "pred_text", "pred_start", "pred_end", "start_index", "end_index", "window_index",
-    "score", "confidence", "exact_match", "f1", "n_windows",
-)
-
-
-@dataclass(frozen=True)
-class QAWindow:
-    """One model input: the question plus one slice of the context.
-
-    ``offsets[i]`` is token i's (start, end) character span in the question (``sequence_ids[i] == 0``)
-    or the context (``sequence_ids[i] == 1``); special tokens have ``sequence_ids[i] is None`` and
-    offsets (0, 0). ``word_ids[i]`` is the tokenizer's word number within its own sequence.
-    ``token_type_ids`` is None for tokenizers without segment ids (RoBERTa, DistilBERT).
-    """
-
-    example_id: str
-    window_index: int
-    input_ids: list[int]
-    token_type_ids: list[int] | None
-    offsets: list[tuple[int, int]]
-    sequence_ids: list[int | None]
-    word_ids: list[int | None]
-    n_windows: int
-
-    def __len__(self) -> int:
-        return len(self.input_ids)
-
-    @property
-    def context_positions(self) -> list[int]:
-        """Token positions that belong to the context."""
-        return [i for i, sequence in enumerate(self.sequence_ids) if sequence == 1]
-
-    def char_span(self, start_index: int, end_index: int) -> tuple[int, int]:
-        """Context characters [start, end) covered by context tokens start_index..end_index."""
-        return self.offsets[start_index][0], self.offsets[end_index][1]
-
-
-# ---- input checks ------------------------------------------------------------------------------------
-def _validated(examples: pd.DataFrame) -> pd.DataFrame:
-    if not isinstance(examples, pd.DataFrame):
-        raise BertInsightInputError(
-            f"examples must be a pandas DataFrame (got {type(examples).__name__}); build one with "
-            "bert_insight.load_squad or with columns example_id, question, context, answers."
-        )
-    try:
-        from .data import validate_examples
-    except ImportError:  # the data module is optional for hand-built frames
-        validate_examples = None
-    if validate_examples is not None:
-        checked = validate_examples(examples)
-        if isinstance(checked, pd.DataFrame):
-            examples = checked
-    missing = [column for column in ("example_id", "question", "context") if column not in examples.columns]
-    if missing:
-        raise BertInsightInputError(
-            f"examples lack the column(s) {missing}; an examples frame needs example_id, question, context "
-            "(and answers for scoring). bert_insight.load_squad returns one."
-        )
-    duplicated = examples["example_id"][examples["example_id"].duplicated()]
-    if len(duplicated):
-        raise BertInsightInputError(
-            f"example_id must be unique; {duplicated.iloc[0]!r} occurs more than once. Drop duplicates first."
-        )
-    for column in ("question", "context"):
-        bad = examples[~examples[column].map(lambda value: isinstance(value, str) and bool(value.strip()))]
-        if len(bad):
-            raise BertInsightInputError(
-                f"Example {bad['example_id'].iloc[0]!r} has an empty {column}; every example needs a "
-                f"non-empty question and context. Drop or fix it before calling bert_insight."
-            )
-    return examples.reset_index(drop=True)
-
-
-def _check_tokenizer(tokenizer) -> None:
-    if not getattr(tokenizer, "is_fast", False):
-        raise BertInsightInputError(
-            f"{type(tokenizer).__name__} is a slow tokenizer; QA windows need character offsets from a fast "
-            "tokenizer. Load it with AutoTokenizer.from_pretrained(name, use_fast=True)."
-        )
-
-
-def _check_window_sizes(max_length: int, doc_stride: int) -> None:
-    if not (isinstance(max_length, int) and max_length > 0):
-        raise BertInsightInputError(f"max_length={max_length!r}; pass a positive number of tokens such as 384.")
-    if not (isinstance(doc_stride, int) and 0 <= doc_stride < max_length):
-        raise BertInsightInputError(
-            f"doc_stride={doc_stride!r} must be a whole number of overlapping tokens in [0, max_length); "
-            "the usual choice is 128 with max_length=384."
-        )
-
-
-def _check_model_fits(handle, max_length: int) -> None:
-    config = handle.model.config
-    positions = getattr(config, "max_position_embeddings", None)
-    if positions is None:
-        return
-    # RoBERTa-style position ids start after the padding index, which uses up two positions.
-    usable = positions - 2 if handle.adapter.family == "roberta" else positions
-    if max_length > usable:
-        raise BertInsightInputError(
-            f"max_length={max_length} exceeds the {usable} positions {handle.name!r} can embed; "
-            f"pass max_length={usable} or less (and a doc_stride below it)."
-        )
-
-
-def _check_questions_fit(tokenizer, examples: pd.DataFrame, questions: list[str], max_length: int,
-                         doc_stride: int) -> None:
-    # The Rust tokenizer panics (uncatchable as Exception) when the question leaves no room for the
-    # context stride, so check the room first.
-    lengths = [len(ids) for ids in tokenizer(questions, add_special_tokens=False)["input_ids"]]
-    specials = tokenizer.num_special_tokens_to_add(pair=True)
-    for example_id, length in zip(examples["example_id"], lengths):
-        room = max_length - specials - length
-        if room <= doc_stride:
-            raise BertInsightInputError(
-                f"The question of example {example_id!r} has {length} tokens, leaving {room} context tokens "
-                f"per window, not more than doc_stride={doc_stride}. Raise max_length, lower doc_stride or "
-                "shorten the question."
-            )
-
-
-# ---- windows -------------------------------------------------------------------------------------------
-def encode_windows(tokenizer: PreTrainedTokenizerBase, examples: pd.DataFrame, *, max_length: int = 384,
-                   doc_stride: int = 128) -> list[QAWindow]:
-    """Cut every example into overlapping windows of at most ``max_length`` tokens.
-
-    Question first, context second; only the context is truncated, consecutive windows share
-    ``doc_stride`` context tokens. Returns the windows of all examples, in example order.
-    """
-    _check_tokenizer(tokenizer)
-    _check_window_sizes(max_length, doc_stride)
-    examples = _validated(examples)
-    raw_questions = examples["question"].tolist()
-    # Leading spaces change byte-level BPE tokens (RoBERTa); strip them and shift offsets back.
-    questions = [question.lstrip() for question in raw_questions]
-    shifts = [len(raw) - len(stripped) for raw, stripped in zip(raw_questions, questions)]
-    _check_questions_fit(tokenizer, examples, questions, max_length, doc_stride)
-    encoding = tokenizer(
-        questions,
-        examples["context"].tolist(),
-        truncation="only_second",
-        max_length=max_length,
-        stride=doc_stride,
-        return_overflowing_tokens=True,
-        return_offsets_mapping=True,
-        padding=False,
-    )
-    sample_of_window = encoding["overflow_to_sample_mapping"]
-    counts = pd.Series(sample_of_window).value_counts().to_dict()
-    has_token_types = "token_type_ids" in encoding
-    windows: list[QAWindow] = []
-    seen: dict[int, int] = {}
-    for position, sample in enumerate(sample_of_window):
-        sequence_ids = encoding.sequence_ids(position)
-        shift = shifts[sample]
-        offsets = [
-            (start + shift, end + shift) if sequence == 0 else (int(start), int(end))
-            for (start, end), sequence in zip(encoding["offset_mapping"][position], sequence_ids)
-        ]
-        window_index = seen.get(sample, 0)
-        seen[sample] = window_index + 1
-        windows.append(
-            QAWindow(
-                example_id=str(examples["example_id"].iloc[sample]),
-                window_index=window_index,
-                input_ids=list(encoding["input_ids"][position]),
-                token_type_ids=list(encoding["token_type_ids"][position]) if has_token_types else None,
-                offsets=offsets,
-                sequence_ids=list(sequence_ids),
-                word_ids=list(encoding.word_ids(position)),
-                n_windows=int(counts[sample]),
-            )
-        )
-    return windows
-
-
-def _uses_token_types(handle, windows: list[QAWindow]) -> bool:
-    return handle.adapter.uses_token_type_ids and all(window.token_type_ids is not None for window in windows)
-
-
-def window_inputs(window: QAWindow, device: torch.device | str, *, token_type_ids: bool = True) -> dict:
-    """Model keyword arguments for one window on ``device``: tensors of shape (1, len(window)), no padding.
-
-    Keys: input_ids, attention_mask and, when the window has them and ``token_type_ids`` is true,
-    token_type_ids.
-    """
-    return collate_windows([window], device, pad_token_id=0, token_type_ids=token_type_ids)
-
-
-def collate_windows(windows: list[QAWindow], device: torch.device | str, *, pad_token_id: int,
-                    token_type_ids: bool = True) -> dict:
-    """Pad ``windows`` to the longest one in the batch (dynamic padding) and stack them on ``device``."""
-    width = max(len(window) for window in windows)
-    input_ids = torch.full((len(windows), width), pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(windows), width), dtype=torch.long)
-    with_types = token_type_ids and all(window.token_type_ids is not None for window in windows)
-    types = torch.zeros((len(windows), width), dtype=torch.long) if with_types else None
-    for row, window in enumerate(windows):
-        input_ids[row, : len(window)] = torch.tensor(window.input_ids)
-        attention_mask[row, : len(window)] = 1
-        if types is not None:
-            types[row, : len(window)] = torch.tensor(window.token_type_ids)
-    inputs = {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
-    if types is not None:
-        inputs["token_type_ids"] = types.to(device)
-    return inputs
 
 
 def _window_logits(handle: QAModelHandle, windows: list[QAWindow], *, batch_size: int,
@@ -244,17 +44,13 @@ def _window_logits(handle: QAModelHandle, windows: list[QAWindow], *, batch_size
 
     if not (isinstance(batch_size, int) and batch_size > 0):
         raise BertInsightInputError(f"batch_size={batch_size!r}; pass a positive whole number such as 16.")
-    pad_token_id = handle.tokenizer.pad_token_id
-    pad_token_id = 0 if pad_token_id is None else pad_token_id
-    use_types = _uses_token_types(handle, windows)
     # Batching windows of similar length keeps padding (wasted compute) small.
     order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
     results: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(windows)
     batches = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
     with torch.inference_mode():
         for batch in tqdm(batches, desc="predict", unit="batch", disable=not progress):
-            inputs = collate_windows([windows[i] for i in batch], handle.device, pad_token_id=pad_token_id,
-                                     token_type_ids=use_types)
+            inputs = handle.batch_inputs([windows[i] for i in batch])
             output = handle.model(**inputs)
             starts = output.start_logits.float().cpu()
             ends = output.end_logits.float().cpu()
@@ -284,11 +80,8 @@ def _span_probability(start: torch.Tensor, end: torch.Tensor, start_index: int, 
     return float(torch.softmax(start, 0)[start_index] * torch.softmax(end, 0)[end_index])
 
 
-def _gold_texts(row) -> list[str]:
-    answers = row.get("answers") if hasattr(row, "get") else None
-    if answers is None or (isinstance(answers, float) and math.isnan(answers)):
-        return []
-    return [answer["text"] for answer in list(answers)]
+def _gold_texts(example) -> list[str]:
+    return [answer["text"] for answer in gold_answers(example)]
 
 
 def score_prediction(prediction: str, gold_texts: list[str], *, squad2: bool) -> tuple[float, float]:
@@ -326,8 +119,8 @@ def predict(
     handle: QAModelHandle,
     examples: pd.DataFrame,
     *,
-    max_length: int = 384,
-    doc_stride: int = 128,
+    max_length: int = DEFAULT_MAX_LENGTH,
+    doc_stride: int = DEFAULT_DOC_STRIDE,
     batch_size: int = 16,
     max_answer_length: int = 30,
     null_threshold: float | None = None,
@@ -349,13 +142,14 @@ def predict(
     f1 (in [0, 1], official SQuAD normalisation, max over gold answers; NaN without gold in SQuAD 1.1
     mode), n_windows. ``attrs`` carry the model name, fingerprint and parameters.
     """
-    examples = _validated(examples)
-    _check_model_fits(handle, max_length)
+    examples = validate_examples(examples, allow_empty=False)
+    check_window_sizes(max_length, doc_stride)
+    handle.check_fits(max_length)
     if not (isinstance(max_answer_length, int) and max_answer_length > 0):
         raise BertInsightInputError(f"max_answer_length={max_answer_length!r}; pass a positive number of tokens.")
     squad2 = _is_squad2(examples, null_threshold)
     threshold = 0.0 if null_threshold is None else float(null_threshold)
-    windows = encode_windows(handle.tokenizer, examples, max_length=max_length, doc_stride=doc_stride)
+    windows = encode_validated_windows(handle.tokenizer, examples, max_length=max_length, doc_stride=doc_stride)
     logits = _window_logits(handle, windows, batch_size=batch_size, progress=progress)
 
     windows_of: dict[str, list[int]] = {}
@@ -401,31 +195,38 @@ def predict(
             "n_windows": windows[position].n_windows,
         })
     frame = pd.DataFrame(rows, columns=list(PREDICTION_COLUMNS))
-    frame.attrs = {
-        "model": handle.name,
-        "fingerprint": handle.fingerprint,
-        "function": "bert_insight.predict",
-        "params": {"max_length": max_length, "doc_stride": doc_stride, "max_answer_length": max_answer_length,
-                   "null_threshold": null_threshold, "squad2": squad2},
-    }
+    frame.attrs = frame_attrs(handle, "bert_insight.predict", {
+        "max_length": max_length, "doc_stride": doc_stride, "max_answer_length": max_answer_length,
+        "null_threshold": null_threshold, "squad2": squad2})
     return frame
 
 
-def evaluate(predictions: pd.DataFrame, examples: pd.DataFrame) -> pd.DataFrame:
+def _one_row_per_example(predictions: pd.DataFrame) -> pd.Series:
+    """The predictions' example ids as strings; an error when an example has several rows."""
+    ids = predictions["example_id"].astype(str)
+    repeated = ids[ids.duplicated()]
+    if len(repeated):
+        raise BertInsightInputError(
+            f"predictions hold several rows for {repeated.nunique()} example(s) (first: {repeated.iloc[0]!r}); "
+            "every verb reads one prediction per example. Keep one row each, e.g. "
+            "predictions.drop_duplicates('example_id')."
+        )
+    return ids
+
+
+@keywords_only("examples")
+def evaluate(predictions: pd.DataFrame, *, examples: pd.DataFrame) -> pd.DataFrame:
     """SQuAD exact match and F1 (percent), overall and per question type.
 
-    ``pred_text`` is re-scored against the examples' gold answers (SQuAD 2.0 rule when any example is
-    unanswerable). Returns columns group ("all", then the question types present, in the order of
-    ``QUESTION_TYPE_ORDER``: first wh-word of the question), n, exact_match, f1. Examples without gold
-    answers in SQuAD 1.1 mode are left out of the means.
+    ``predictions`` (one row per example, from :func:`predict`) are re-scored on ``pred_text`` against
+    the gold answers of ``examples`` (SQuAD 2.0 rule when any example is unanswerable). Returns columns
+    group ("all", then the question types present, in the order of ``QUESTION_TYPE_ORDER``: first
+    wh-word of the question), n, exact_match, f1. Examples without gold answers in SQuAD 1.1 mode are
+    left out of the means.
     """
-    examples = _validated(examples)
-    if not isinstance(predictions, pd.DataFrame) or not {"example_id", "pred_text"} <= set(predictions.columns):
-        raise BertInsightInputError(
-            "predictions must be a DataFrame with columns example_id and pred_text, as returned by "
-            "bert_insight.predict."
-        )
-    predicted = dict(zip(predictions["example_id"].astype(str), predictions["pred_text"]))
+    examples = validate_examples(examples, allow_empty=False)
+    require_columns(predictions, ("example_id", "pred_text"), what="predictions", made_by="bert_insight.predict")
+    predicted = dict(zip(_one_row_per_example(predictions), predictions["pred_text"]))
     missing = [str(i) for i in examples["example_id"] if str(i) not in predicted]
     if missing:
         raise BertInsightInputError(
@@ -455,48 +256,103 @@ def evaluate(predictions: pd.DataFrame, examples: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+# ---- the analysis window of each example ----------------------------------------------------------
+_TRUSTED_COLUMNS = ("example_id", "window_index", "start_index", "end_index", "pred_start", "pred_end")
+
+
+def window_settings(predictions: pd.DataFrame | None, max_length: int | None,
+                    doc_stride: int | None) -> tuple[int, int]:
+    """The windows an analysis uses: those the predictions were made with (``predictions.attrs``), the
+    defaults (384 / 128) without predictions. An explicit value that disagrees with the predictions'
+    is an error, since the token positions would not match."""
+    recorded = dict(getattr(predictions, "attrs", {}).get("params", {})) if predictions is not None else {}
+    resolved = []
+    for name, given, default in (("max_length", max_length, DEFAULT_MAX_LENGTH),
+                                 ("doc_stride", doc_stride, DEFAULT_DOC_STRIDE)):
+        made_with = recorded.get(name)
+        if given is not None and made_with is not None and int(given) != int(made_with):
+            raise BertInsightInputError(
+                f"{name}={given} but the predictions were made with {name}={made_with}; leave {name} out "
+                "(analyses use the predictions' windows) or predict again with the windows you want."
+            )
+        resolved.append(int(given if given is not None else made_with if made_with is not None else default))
+    check_window_sizes(*resolved)
+    return resolved[0], resolved[1]
+
+
+def _check_prediction(row, window: QAWindow | None, example_id: str, max_length: int, doc_stride: int) -> None:
+    """Every field of a prediction row that analyses trust, checked against the window it names."""
+    def refuse(why: str) -> None:
+        raise BertInsightInputError(
+            f"The prediction for example {example_id!r} does not match its windows at max_length={max_length}, "
+            f"doc_stride={doc_stride}: {why}. Pass the predictions frame bert_insight.predict made for these "
+            "examples and this model (or predictions=None to predict again)."
+        )
+
+    if window is None:
+        refuse(f"window_index={row.window_index!r} names no window")
+    try:
+        start_index, end_index = int(row.start_index), int(row.end_index)
+        pred_start, pred_end = int(row.pred_start), int(row.pred_end)
+    except (TypeError, ValueError):
+        refuse("start_index, end_index, pred_start and pred_end must be whole numbers")
+    if pred_start < 0 or pred_end < 0:  # a null (SQuAD 2.0 "no answer") prediction points at CLS
+        if (pred_start, pred_end, start_index, end_index) != (-1, -1, 0, 0):
+            refuse(f"a null answer has pred_start = pred_end = -1 and start_index = end_index = 0, not "
+                   f"{pred_start}, {pred_end}, {start_index}, {end_index}")
+        return
+    context = set(window.context_positions)
+    if not (start_index in context and end_index in context and start_index <= end_index):
+        refuse(f"start_index={start_index}, end_index={end_index} are not an ordered pair of context tokens "
+               f"of the {len(window)}-token window")
+    if window.char_span(start_index, end_index) != (pred_start, pred_end):
+        refuse(f"tokens {start_index}..{end_index} cover characters {window.char_span(start_index, end_index)}, "
+               f"not pred_start={pred_start}, pred_end={pred_end}")
+
+
+@keywords_only("predictions")
 def analysis_windows(
     handle: QAModelHandle,
     examples: pd.DataFrame,
-    predictions: pd.DataFrame | None = None,
     *,
-    max_length: int = 384,
-    doc_stride: int = 128,
+    predictions: pd.DataFrame | None = None,
+    max_length: int | None = None,
+    doc_stride: int | None = None,
 ) -> list[tuple[QAWindow, int, int]]:
     """For each example (in order), the window holding its predicted answer and the answer's
     start and end token positions in it (0, 0 for an empty SQuAD 2.0 prediction).
 
-    ``predictions`` (from :func:`predict` with the same max_length and doc_stride) are computed when
-    None.
+    ``predictions`` from :func:`predict` choose the windows (computed when None); the window settings
+    are the predictions' own (:func:`window_settings`). Every field used is checked against the window.
     """
-    examples = _validated(examples)
+    examples = validate_examples(examples, allow_empty=False)
+    return validated_analysis_windows(handle, examples, predictions=predictions, max_length=max_length,
+                                      doc_stride=doc_stride)
+
+
+def validated_analysis_windows(handle: QAModelHandle, examples: pd.DataFrame, *,
+                               predictions: pd.DataFrame | None, max_length: int | None,
+                               doc_stride: int | None,
+                               progress: bool = False) -> list[tuple[QAWindow, int, int]]:
+    """:func:`analysis_windows` for examples a verb has already validated."""
+    max_length, doc_stride = window_settings(predictions, max_length, doc_stride)
     if predictions is None:
-        predictions = predict(handle, examples, max_length=max_length, doc_stride=doc_stride, progress=False)
-    needed = {"example_id", "window_index", "start_index", "end_index", "pred_start", "pred_end"}
-    if not isinstance(predictions, pd.DataFrame) or not needed <= set(predictions.columns):
-        raise BertInsightInputError(
-            f"predictions must be the frame bert_insight.predict returns (columns {sorted(needed)})."
-        )
-    by_id = {str(row.example_id): row for row in predictions.itertuples(index=False)}
-    windows = encode_windows(handle.tokenizer, examples, max_length=max_length, doc_stride=doc_stride)
+        predictions = predict(handle, examples, max_length=max_length, doc_stride=doc_stride, progress=progress)
+    require_columns(predictions, _TRUSTED_COLUMNS, what="predictions", made_by="bert_insight.predict")
+    by_id = dict(zip(_one_row_per_example(predictions), predictions.itertuples(index=False)))
+    windows = encode_validated_windows(handle.tokenizer, examples, max_length=max_length, doc_stride=doc_stride)
     lookup = {(window.example_id, window.window_index): window for window in windows}
     chosen = []
-    for example_id in examples["example_id"].astype(str):
+    for example_id in examples["example_id"]:
         row = by_id.get(example_id)
         if row is None:
             raise BertInsightInputError(
                 f"No prediction for example {example_id!r}; pass predictions for every example (or None)."
             )
-        window = lookup.get((example_id, int(row.window_index)))
-        start_index, end_index = int(row.start_index), int(row.end_index)
-        consistent = window is not None and end_index < len(window) and (
-            row.pred_start < 0 or window.char_span(start_index, end_index) == (row.pred_start, row.pred_end)
-        )
-        if not consistent:
-            raise BertInsightInputError(
-                f"The prediction for example {example_id!r} does not match its windows at max_length="
-                f"{max_length}, doc_stride={doc_stride}; pass the same max_length and doc_stride that "
-                "predict used (or predictions=None)."
-            )
-        chosen.append((window, start_index, end_index))
+        try:
+            window = lookup.get((example_id, int(row.window_index)))
+        except (TypeError, ValueError):
+            window = None
+        _check_prediction(row, window, example_id, max_length, doc_stride)
+        chosen.append((window, int(row.start_index), int(row.end_index)))
     return chosen

