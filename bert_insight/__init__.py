@@ -19,10 +19,13 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     # models
     "load_qa_model": "bert_insight.models.loading",
-    "from_model": "bert_insight.models.loading",
-    "QAModelHandle": "bert_insight.models.loading",
+    "from_model": "bert_insight.models.handle",
+    "QAModelHandle": "bert_insight.models.handle",
     "finetune_qa": "bert_insight.models.finetune",
-    "default_model_dir": "bert_insight.models.default",
+    "save_checkpoint": "bert_insight.models.checkpoint",
+    "default_model_dir": "bert_insight.models.store",
+    "export_default_model": "bert_insight.models.store",
+    "import_default_model": "bert_insight.models.store",
     # data
     "load_squad": "bert_insight.data",
     "load_duorc": "bert_insight.data",
@@ -33,7 +36,8 @@ _EXPORTS: dict[str, str] = {
     # QA predictions and tokens
     "predict": "bert_insight.qa",
     "evaluate": "bert_insight.qa",
-    "tokens": "bert_insight.text",
+    "analysis_windows": "bert_insight.qa",
+    "tokens": "bert_insight.tokens",
     # attribution (Ramnath et al. 2020)
     "layer_ig": "bert_insight.attribution.layer_ig",
     "importance_jsd": "bert_insight.attribution.analysis",
@@ -42,6 +46,8 @@ _EXPORTS: dict[str, str] = {
     "quantifier_analysis": "bert_insight.attribution.analysis",
     "word_importance": "bert_insight.attribution.analysis",
     "top_words": "bert_insight.attribution.analysis",
+    "ramnath2020_comparison": "bert_insight.attribution.ramnath2020",
+    "ramnath2020_by_depth": "bert_insight.attribution.ramnath2020",
     "pos_tag_words": "bert_insight.pos",
     "tag_passages": "bert_insight.pos",
     # representations (Ramnath Figures 2-3; van Aken et al. 2019)

@@ -19,7 +19,12 @@ import pandas as pd
 import torch
 from threadpoolctl import threadpool_limits
 
+from .data.examples import validate_examples
 from .errors import BertInsightInputError
+from .frames import frame_attrs
+from .layers import resolve_layers
+from .qa import predict, validated_analysis_windows, window_settings
+from .tokens import answer_span, window_tokens
 
 PROJECTION_METHODS = ("tsne", "pca", "ica")
 _AXES = ("x", "y", "z")
@@ -67,52 +72,34 @@ class TokenVectors:
                 f"hidden size {hidden})")
 
 
-def _resolve_layers(layers, n_layers: int) -> list[int]:
-    """"all" -> 0..n_layers; an int or ints in 0..n_layers otherwise."""
-    if isinstance(layers, str):
-        if layers != "all":
-            raise BertInsightInputError(f"layers={layers!r}; pass 'all', a layer number or a list of them.")
-        return list(range(n_layers + 1))
-    chosen = [layers] if isinstance(layers, (int, np.integer)) else list(layers)
-    bad = [layer for layer in chosen if not isinstance(layer, (int, np.integer)) or not 0 <= layer <= n_layers]
-    if bad or not chosen:
-        raise BertInsightInputError(
-            f"layers={layers!r}: hidden-state layers run from 0 (embeddings) to {n_layers} (last block); "
-            "pass 'all' or whole numbers in that range."
-        )
-    return sorted({int(layer) for layer in chosen})
-
-
 def hidden_states(
     handle,
     examples: pd.DataFrame,
     *,
-    layers="all",
+    layers: str | int | Iterable[int] = "all",
     predictions: pd.DataFrame | None = None,
-    max_length: int = 384,
-    doc_stride: int = 128,
-    progress: bool = False,
+    max_length: int | None = None,
+    doc_stride: int | None = None,
+    progress: bool = True,
 ) -> TokenVectors:
-    """Hidden states of every token of each example's analysis window, for the chosen ``layers``.
+    """Hidden states of every token of each example's analysis window, for the chosen ``layers``
+    ("all" = hidden states 0..L, see :mod:`bert_insight.layers`; or layer numbers).
 
     Returns a :class:`TokenVectors`: ``.vectors[layer]`` (n_tokens, hidden_size) float32 arrays whose
     rows follow ``.tokens``, the tokens frame of :func:`bert_insight.tokens` (example_id,
     token_index, token, word_index, word, segment, role, char_start, char_end, in_answer,
     in_question, near_answer, is_number, is_stopword). ``predictions`` (from
-    :func:`bert_insight.predict` with the same max_length and doc_stride) choose the windows; they
-    are computed when None.
+    :func:`bert_insight.predict`) choose the windows and their settings; they are computed when None.
     """
     from tqdm.auto import tqdm
 
-    from .qa import _uses_token_types, _validated, analysis_windows, predict, window_inputs
-    from .text import answer_span, window_tokens
-
-    examples = _validated(examples)
-    chosen_layers = _resolve_layers(layers, handle.num_layers)
+    examples = validate_examples(examples, allow_empty=False)
+    chosen_layers = resolve_layers(layers, handle.num_layers, axis="hidden_states")
+    max_length, doc_stride = window_settings(predictions, max_length, doc_stride)
     if predictions is None:
-        predictions = predict(handle, examples, max_length=max_length, doc_stride=doc_stride, progress=False)
-    chosen = analysis_windows(handle, examples, predictions, max_length=max_length, doc_stride=doc_stride)
-    use_types = _uses_token_types(handle, [window for window, _, _ in chosen])
+        predictions = predict(handle, examples, max_length=max_length, doc_stride=doc_stride, progress=progress)
+    chosen = validated_analysis_windows(handle, examples, predictions=predictions, max_length=max_length,
+                                        doc_stride=doc_stride)
     predicted = {str(row["example_id"]): row for _, row in predictions.iterrows()}
 
     pieces: dict[int, list[np.ndarray]] = {layer: [] for layer in chosen_layers}
@@ -120,15 +107,14 @@ def hidden_states(
     rows = list(zip((example for _, example in examples.iterrows()), chosen))
     with torch.inference_mode():
         for example, (window, _, _) in tqdm(rows, desc="hidden states", disable=not progress):
-            inputs = window_inputs(window, handle.device, token_type_ids=use_types)
-            output = handle.model(**inputs, output_hidden_states=True)
+            output = handle.model(**handle.batch_inputs([window]), output_hidden_states=True)
             for layer in chosen_layers:
                 pieces[layer].append(output.hidden_states[layer][0].float().cpu().numpy())
-            span = answer_span(example, predicted.get(str(example["example_id"])))
+            span = answer_span(example, predicted.get(example["example_id"]))
             frames.append(window_tokens(handle.tokenizer, window, example["question"], example["context"], span))
     tokens = pd.concat(frames, ignore_index=True)
-    attrs = {"model": handle.name, "fingerprint": handle.fingerprint, "function": "bert_insight.hidden_states",
-             "params": {"layers": chosen_layers, "max_length": max_length, "doc_stride": doc_stride}}
+    attrs = frame_attrs(handle, "bert_insight.hidden_states",
+                        {"layers": chosen_layers, "max_length": max_length, "doc_stride": doc_stride})
     tokens.attrs = dict(attrs)
     return TokenVectors({layer: np.concatenate(arrays) for layer, arrays in pieces.items()}, tokens, attrs)
 

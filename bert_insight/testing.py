@@ -39,14 +39,6 @@ def module_holding_layer(handle, layer: int) -> torch.nn.Module:
     return adapter.blocks(model)[layer - 1]
 
 
-def window_model_inputs(handle, window) -> dict[str, torch.Tensor]:
-    """input_ids (and token_type_ids where the family uses them) of one window, batch of 1, on CPU."""
-    inputs = {"input_ids": torch.tensor([window.input_ids])}
-    if handle.adapter.uses_token_type_ids and window.token_type_ids is not None:
-        inputs["token_type_ids"] = torch.tensor([window.token_type_ids])
-    return inputs
-
-
 def captum_layer_ig(handle, window, layer: int, target: str, index: int, method: str, n_steps: int,
                     internal_batch_size: int | None = None) -> tuple[torch.Tensor, float]:
     """captum's LayerIntegratedGradients at hidden state ``layer`` with a zero baseline there.
@@ -79,7 +71,8 @@ def captum_layer_ig(handle, window, layer: int, target: str, index: int, method:
         logits = {"start": output.start_logits, "end": output.end_logits}
         return logits[target][:, index]
 
-    inputs = window_model_inputs(handle, window)
+    inputs = handle.batch_inputs([window])
+    inputs = {name: tensor.cpu() for name, tensor in inputs.items()}
     hook = module.register_forward_hook(gate)
     try:
         attribution, delta = LayerIntegratedGradients(forward, module).attribute(

@@ -5,7 +5,6 @@ number words, stopwords, and the priority of token roles. The tokens frame built
 
 from __future__ import annotations
 
-import bisect
 import re
 import string
 from collections import Counter

@@ -56,7 +56,7 @@ def tokenizer():
 
 @pytest.fixture(scope="session")
 def tiny_handle(tokenizer):
-    from bert_insight.models.loading import from_model
+    from bert_insight.models.handle import from_model
 
     return from_model(tiny_qa_model("bert"), tokenizer, name="tiny-bert", device="cpu")
 

@@ -13,8 +13,10 @@ import torch
 
 from bert_insight.errors import BertInsightInputError
 from bert_insight.models import default as default_model
+from bert_insight.models import store
 from bert_insight.models.finetune import finetune_qa, training_log, training_windows
-from bert_insight.models.loading import from_model, load_qa_model
+from bert_insight.models.handle import from_model
+from bert_insight.models.loading import load_qa_model
 from bert_insight.qa import predict
 from conftest import tiny_qa_model
 
@@ -180,6 +182,7 @@ def cache(tmp_path, monkeypatch):
 
 
 def fake_build(card: dict, *, delay: float = 0.0, fail: bool = False, calls: list | None = None):
+    """Stands in for build_into: writes every file of a complete model (store.REQUIRED_FILES), or dies."""
     def build(directory, *, progress, train_seconds=None):
         if calls is not None:
             calls.append(directory)
@@ -187,44 +190,46 @@ def fake_build(card: dict, *, delay: float = 0.0, fail: bool = False, calls: lis
         time.sleep(delay)
         if fail:
             raise KeyboardInterrupt("killed mid-build")
+        (directory / "model.safetensors").write_bytes(b"weights")
+        (directory / "tokenizer.json").write_text("{}")
         (directory / "model_card.json").write_text(json.dumps(card))
         return card
     return build
 
 
 def test_default_model_dir_follows_the_cache_variable(cache):
-    assert default_model.default_model_dir() == cache / "models" / "minilm-l6-squad11-v1"
+    assert store.default_model_dir() == cache / "models" / "minilm-l6-squad11-v1"
 
 
 def test_killed_build_leaves_no_model(cache, monkeypatch):
-    monkeypatch.setattr(default_model, "_build_into", fake_build({}, fail=True))
+    monkeypatch.setattr(default_model, "build_into", fake_build({}, fail=True))
     with pytest.raises(KeyboardInterrupt):
         default_model.ensure_default_model(progress=False)
-    target = default_model.default_model_dir()
+    target = store.default_model_dir()
     assert not target.exists()
     assert [p.name for p in target.parent.iterdir()] == [".minilm-l6-squad11-v1.lock"]
     # The lock was released: the next build goes ahead and succeeds.
-    monkeypatch.setattr(default_model, "_build_into", fake_build({"f1": 1.0}))
+    monkeypatch.setattr(default_model, "build_into", fake_build({"f1": 1.0}))
     assert default_model.ensure_default_model(progress=False) == target
-    assert default_model.read_default_card() == {"f1": 1.0}
+    assert store.read_default_card() == {"f1": 1.0}
 
 
 def test_rebuild_replaces_the_old_model_in_one_step(cache, monkeypatch):
-    monkeypatch.setattr(default_model, "_build_into", fake_build({"version": 1}))
+    monkeypatch.setattr(default_model, "build_into", fake_build({"version": 1}))
     target = default_model.ensure_default_model(progress=False)
-    monkeypatch.setattr(default_model, "_build_into", fake_build({"version": 2}, fail=True))
+    monkeypatch.setattr(default_model, "build_into", fake_build({"version": 2}, fail=True))
     with pytest.raises(KeyboardInterrupt):
         default_model.ensure_default_model(progress=False, rebuild=True)
-    assert default_model.read_default_card() == {"version": 1}  # a failed rebuild keeps the old model
-    monkeypatch.setattr(default_model, "_build_into", fake_build({"version": 2}))
+    assert store.read_default_card() == {"version": 1}  # a failed rebuild keeps the old model
+    monkeypatch.setattr(default_model, "build_into", fake_build({"version": 2}))
     assert default_model.ensure_default_model(progress=False, rebuild=True) == target
-    assert default_model.read_default_card() == {"version": 2}
+    assert store.read_default_card() == {"version": 2}
     assert sorted(p.name for p in target.parent.iterdir()) == [".minilm-l6-squad11-v1.lock", target.name]
 
 
 def test_concurrent_callers_wait_for_one_build(cache, monkeypatch):
     calls: list = []
-    monkeypatch.setattr(default_model, "_build_into", fake_build({"built": True}, delay=0.5, calls=calls))
+    monkeypatch.setattr(default_model, "build_into", fake_build({"built": True}, delay=0.5, calls=calls))
     results, errors = [], []
 
     def call():
@@ -240,7 +245,7 @@ def test_concurrent_callers_wait_for_one_build(cache, monkeypatch):
         thread.join()
     assert not errors
     assert len(calls) == 1  # the others waited on the lock, then found the finished model
-    assert results == [default_model.default_model_dir()] * 3
+    assert results == [store.default_model_dir()] * 3
 
 
 def test_lock_blocks_another_process(cache):
@@ -249,7 +254,7 @@ def test_lock_blocks_another_process(cache):
 
     from filelock import FileLock
 
-    target = default_model.default_model_dir()
+    target = store.default_model_dir()
     target.parent.mkdir(parents=True)
     lock = FileLock(str(target.parent / ".minilm-l6-squad11-v1.lock"))
     with lock:
@@ -274,3 +279,60 @@ def test_default_model_card_records_heldout_scores(default_handle):
     assert 30 <= card["exact_match"] <= card["f1"] <= 100
     losses = training_log(card)["loss"]
     assert losses.tail(20).mean() < 0.6 * losses.head(10).mean()
+
+
+def test_a_damaged_default_model_is_reported_not_used_or_silently_rebuilt(cache, monkeypatch):
+    calls: list = []
+    monkeypatch.setattr(default_model, "build_into", fake_build({"f1": 1.0}, calls=calls))
+    target = default_model.ensure_default_model(progress=False)
+    (target / "model.safetensors").unlink()
+    with pytest.raises(BertInsightInputError, match="lacks model.safetensors or pytorch_model.bin"):
+        default_model.ensure_default_model(progress=False)
+    with pytest.raises(BertInsightInputError, match="incomplete"):
+        load_qa_model(device="cpu")
+    assert len(calls) == 1
+    default_model.ensure_default_model(progress=False, rebuild=True)  # what the message tells users to do
+    (target / "model_card.json").write_text("{not json")
+    with pytest.raises(BertInsightInputError, match="corrupt"):
+        load_qa_model(device="cpu")
+
+
+def test_standard_recipe_is_a_fixed_number_of_fp32_steps(monkeypatch):
+    """The build asks finetune_qa for STANDARD_STEPS steps in fp32 and no time budget; a time budget is opt-in."""
+    seen = {}
+
+    def fake_finetune(handle, train, **kwargs):
+        seen.update(kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(default_model, "finetune_qa", fake_finetune)
+    monkeypatch.setattr(default_model, "load_checkpoint", lambda *args, **kwargs: None)
+    with pytest.raises(KeyboardInterrupt):
+        default_model.build_into(None, progress=False)
+    assert seen["max_steps"] == default_model.STANDARD_STEPS and seen["max_seconds"] is None
+    assert seen["bf16"] is False and "epochs" not in seen
+    assert default_model.recipe_name(None) == default_model.STANDARD_RECIPE
+    assert default_model.recipe_name(600.0) == "time-budget-10min-fp32"
+
+
+def test_max_steps_fixes_the_run_whatever_the_clock_says(tokenizer, monkeypatch):
+    import bert_insight.models.finetune as finetune
+
+    base = from_model(tiny_qa_model("bert"), tokenizer, name="tiny-bert", device="cpu")
+    examples = code_examples(24, 0)
+    settings = dict(max_steps=7, lr=1e-3, batch_size=4, bf16=False, progress=False, **WINDOWS)
+    first = finetune_qa(base, examples, **settings)
+    clock = iter(range(0, 10_000_000, 1000))  # a machine 1000x slower: no budget, so the run is the same
+    monkeypatch.setattr(finetune.time, "perf_counter", lambda: float(next(clock)))
+    second = finetune_qa(base, examples, **settings)
+    assert first.card["steps"] == second.card["steps"] == 7 and not second.card["stopped_by_time_budget"]
+    assert training_log(first)["loss"].tolist() == training_log(second)["loss"].tolist()
+    for ours, theirs in zip(first.model.parameters(), second.model.parameters()):
+        assert torch.equal(ours, theirs)
+    with pytest.raises(BertInsightInputError, match="not both"):
+        finetune_qa(base, examples, max_steps=3, epochs=1.0, progress=False)
+
+
+def test_finetune_takes_a_handle_not_a_name(tmp_path):
+    with pytest.raises(BertInsightInputError, match="load_qa_model"):
+        finetune_qa(str(tmp_path), code_examples(2, 0), progress=False)

@@ -6,17 +6,8 @@ import pandas as pd
 import pytest
 
 from bert_insight.errors import BertInsightInputError
-from bert_insight.pos import (
-    default_tagger,
-    load_tagger,
-    pos_tag_words,
-    read_conllu_xpos,
-    read_heldout_slice,
-    save_tagger,
-    tag_passages,
-    tagging_accuracy,
-    train_tagger,
-)
+from bert_insight.pos import default_tagger, load_tagger, pos_tag_words, tag_passages
+from bert_insight.pos_training import read_conllu_xpos, read_heldout_slice, save_tagger, tagging_accuracy, train_tagger
 from tests.conftest import SHARED_DATA
 
 CONLLU = """# sent_id = 1

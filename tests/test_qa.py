@@ -10,15 +10,9 @@ import torch
 import transformers as tf
 
 from bert_insight.errors import BertInsightInputError
-from bert_insight.models.loading import from_model
-from bert_insight.qa import (
-    analysis_windows,
-    encode_windows,
-    evaluate,
-    predict,
-    score_prediction,
-    window_inputs,
-)
+from bert_insight.models.handle import from_model
+from bert_insight.qa import analysis_windows, evaluate, predict, score_prediction
+from bert_insight.windows import encode_windows
 from tests.conftest import SHARED_DATA, TINY_SIZES, redraw_parameters, tiny_qa_model
 
 MAX_LENGTH = 128  # the tiny models embed 128 positions
@@ -216,7 +210,7 @@ def brute_force_best(handle, windows, max_answer_length):
     best = (-math.inf, None, None, None, None)
     for window in windows:
         with torch.no_grad():
-            output = handle.model(**window_inputs(window, handle.device))
+            output = handle.model(**handle.batch_inputs([window]))
         start, end = output.start_logits[0].tolist(), output.end_logits[0].tolist()
         for i in window.context_positions:
             for j in window.context_positions:
@@ -326,18 +320,22 @@ def test_evaluate_percent_overall_and_by_question_type():
 def test_analysis_windows_hold_the_predicted_span_and_reproduce_its_score(tiny_handle):
     examples = assorted_examples()
     predictions = predict(tiny_handle, examples, max_length=MAX_LENGTH, doc_stride=STRIDE, progress=False)
-    chosen = analysis_windows(tiny_handle, examples, predictions, max_length=MAX_LENGTH, doc_stride=STRIDE)
+    chosen = analysis_windows(tiny_handle, examples, predictions=predictions)
     for (window, start_index, end_index), row in zip(chosen, predictions.to_dict("records")):
         assert window.example_id == row["example_id"] and window.window_index == row["window_index"]
         assert window.char_span(start_index, end_index) == (row["pred_start"], row["pred_end"])
-        inputs = window_inputs(window, tiny_handle.device)
+        inputs = tiny_handle.batch_inputs([window])
         assert inputs["input_ids"].shape == (1, len(window)) and bool(inputs["attention_mask"].all())
         with torch.no_grad():
             output = tiny_handle.model(**inputs)
         score = output.start_logits[0, start_index] + output.end_logits[0, end_index]
         assert float(score) == pytest.approx(row["score"], abs=1e-5)
-    with pytest.raises(BertInsightInputError, match="same max_length and doc_stride"):
-        analysis_windows(tiny_handle, examples.iloc[:1], predictions, max_length=64, doc_stride=16)
+    with pytest.raises(BertInsightInputError, match="predictions were made with max_length"):
+        analysis_windows(tiny_handle, examples.iloc[:1], predictions=predictions, max_length=64, doc_stride=16)
+    # Without explicit settings the predictions' own are used.
+    again = analysis_windows(tiny_handle, examples, predictions=predictions)
+    assert [(w.example_id, w.window_index, s, e) for w, s, e in again] == \
+        [(w.example_id, w.window_index, s, e) for w, s, e in chosen]
 
 
 # ---- input errors -----------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ WINDOW = dict(max_length=96, doc_stride=32)
 
 @pytest.fixture(scope="module", params=["bert", "distilbert"])
 def handle(request, tokenizer):
-    from bert_insight.models.loading import from_model
+    from bert_insight.models.handle import from_model
 
     return from_model(tiny_qa_model(request.param), tokenizer, name=f"tiny-{request.param}", device="cpu")
 
@@ -52,7 +52,7 @@ def test_hidden_states_layer_subset_and_bad_layers(tiny_handle):
     some = hidden_states(tiny_handle, EXAMPLES.head(1), layers=[3, 0], **WINDOW)
     assert some.layers == [0, 3]
     np.testing.assert_array_equal(some.vectors[3], full.vectors[3])
-    with pytest.raises(BertInsightInputError, match="from 0 \\(embeddings\\) to 3"):
+    with pytest.raises(BertInsightInputError, match=r"so 0\.\.3 \(hidden states: 0 = embedding output"):
         hidden_states(tiny_handle, EXAMPLES.head(1), layers=[4], **WINDOW)
 
 
@@ -137,7 +137,7 @@ def test_projection_input_errors():
 
 
 def test_hidden_states_tokens_join_the_tokens_frame(tiny_handle):
-    from bert_insight.text import tokens
+    from bert_insight.tokens import tokens
 
     vectors = hidden_states(tiny_handle, EXAMPLES, layers=[0], **WINDOW)
     expected = tokens(tiny_handle, EXAMPLES, **WINDOW)

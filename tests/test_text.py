@@ -6,13 +6,13 @@ import pandas as pd
 import pytest
 
 from bert_insight.qa import predict
+from bert_insight.tokens import tokens
 from bert_insight.text import (
     exact_match_score,
     f1_score,
     is_number_word,
     normalize_answer,
     question_type,
-    tokens,
 )
 
 MAX_LENGTH, STRIDE = 128, 32

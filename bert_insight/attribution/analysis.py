@@ -16,15 +16,17 @@ import numpy as np
 import pandas as pd
 from scipy.spatial.distance import pdist, squareform
 
+from .._compat import keywords_only, renamed
 from ..errors import BertInsightInputError
+from ..frames import ATTRIBUTION_COLUMNS, PREDICTION_COLUMNS, TOKEN_COLUMNS, require_columns
+from ..pos import tag_passages
+from ..text import ROLE_PRIORITY, question_type
 
-ATTRIBUTION_COLUMNS = ("example_id", "layer", "target", "token_index", "word_index", "segment", "score",
-                       "importance")
-TOKEN_COLUMNS = ("example_id", "token_index", "word_index", "word", "segment", "role", "in_answer",
-                 "is_number", "is_stopword")
 KEEP_CHOICES = ("head", "tail", "all")
-#: Word categories of Tables 1-2 (the tokens frame's role, one per word, in this priority order).
-CATEGORIES = ("answer", "question_word", "supporting", "other")
+#: Word categories of Tables 1-2: the tokens frame's roles, one per word, strongest first.
+CATEGORIES = ROLE_PRIORITY
+_ATTRIBUTIONS_BY = "the attributions frame of bert_insight.layer_ig"
+_TOKENS_BY = "bert_insight.tokens"
 #: Part-of-speech groups of Tables 5-6: Penn Treebank tags per group; "noun" = NN + NNP + CD.
 POS_GROUPS: dict[str, tuple[str, ...]] = {
     "NN": ("NN", "NNS"),
@@ -40,21 +42,14 @@ QUANTIFIER_TYPES = ("how many", "how much")
 
 
 # ---- input checks ------------------------------------------------------------------------------------
-def _require(frame, columns, name: str, source: str) -> pd.DataFrame:
-    if not isinstance(frame, pd.DataFrame):
-        raise BertInsightInputError(f"{name} must be a pandas DataFrame (got {type(frame).__name__}); {source}.")
-    missing = [column for column in columns if column not in frame.columns]
-    if missing:
-        raise BertInsightInputError(f"{name} lacks the column(s) {missing}; {source}.")
-    return frame
-
-
 def _check_attributions(attributions) -> pd.DataFrame:
-    _require(attributions, ATTRIBUTION_COLUMNS, "attributions", "pass the frame bert_insight.layer_ig returns")
-    if "method" in attributions.columns and attributions["method"].nunique() > 1:
+    require_columns(attributions, ATTRIBUTION_COLUMNS, what="attributions", made_by=_ATTRIBUTIONS_BY)
+    runs = attributions[["method", "quadrature"]].drop_duplicates()
+    if len(runs) > 1:
+        listed = ", ".join(f"{row.method}/{row.quadrature}" for row in runs.itertuples(index=False))
         raise BertInsightInputError(
-            f"attributions mix methods {sorted(attributions['method'].unique())}; analyse one at a time, "
-            "e.g. attributions[attributions.method == 'layer_ig']."
+            f"attributions mix several methods or quadratures ({listed}); analyse one at a time, e.g. "
+            "attributions[(attributions.method == 'layer_ig') & (attributions.quadrature == 'riemann')]."
         )
     if attributions["importance"].lt(0).any():
         raise BertInsightInputError("attributions.importance has negative values; importance must be a "
@@ -62,49 +57,55 @@ def _check_attributions(attributions) -> pd.DataFrame:
     return attributions
 
 
-def _check_k(k) -> int:
-    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
-        raise BertInsightInputError(f"k={k!r}; pass a positive whole number of top words such as 5.")
-    return int(k)
+def _check_top_k(top_k) -> int:
+    if not isinstance(top_k, (int, np.integer)) or isinstance(top_k, bool) or top_k < 1:
+        raise BertInsightInputError(f"top_k={top_k!r}; pass a positive whole number of top words such as 5.")
+    return int(top_k)
 
 
 # ---- word level -------------------------------------------------------------------------------------
 def word_importance(attributions: pd.DataFrame) -> pd.DataFrame:
     """Passage-word importance: the sum over each context word's pieces.
 
-    Columns: example_id, layer, target, word_index, importance (sums to 1 over the passage words of
-    one example/layer/target when the token importances do), score (summed signed score); plus
-    method when the attributions have it.
+    Columns: method, quadrature, example_id, layer, target, word_index, importance (sums to 1 over the
+    passage words of one example/layer/target when the token importances do), score (summed signed
+    score).
     """
     attributions = _check_attributions(attributions)
-    keys = ["example_id", "layer", "target", "word_index"]
-    if "method" in attributions.columns:
-        keys = ["method", *keys]
+    keys = ["method", "quadrature", "example_id", "layer", "target", "word_index"]
     context = attributions[attributions["segment"] == "context"]
     return (context.groupby(keys, sort=True, observed=True)[["importance", "score"]].sum()
             .reset_index())
 
 
-def _top_words(words: pd.DataFrame, k: int) -> pd.DataFrame:
-    """The k most important words per (example, layer, target), ties to the earlier word, with rank."""
-    ranked = words.sort_values(["example_id", "layer", "target", "importance", "word_index"],
-                               ascending=[True, True, True, False, True], kind="stable")
-    top = ranked.groupby(["example_id", "layer", "target"], sort=False).head(k).copy()
-    top["rank"] = top.groupby(["example_id", "layer", "target"], sort=False).cumcount()
+def rank_words(words: pd.DataFrame, top_k: int, *, by: list[str]) -> pd.DataFrame:
+    """The ``top_k`` rows of highest ``importance`` within each group of ``by``, ties to the earlier
+    word (lower word_index), with a ``rank`` column: 1 = most important. The one ranking every
+    analysis and view uses."""
+    ranked = words.sort_values([*by, "importance", "word_index"], ascending=[True] * len(by) + [False, True],
+                               kind="stable")
+    top = ranked.groupby(by, sort=False).head(top_k).copy()
+    top["rank"] = top.groupby(by, sort=False).cumcount() + 1
     return top
 
 
-def top_words(attributions: pd.DataFrame, *, k: int = 5) -> pd.DataFrame:
-    """The k most important passage words per (example, layer, target).
+def _top_words(words: pd.DataFrame, top_k: int) -> pd.DataFrame:
+    return rank_words(words, top_k, by=["example_id", "layer", "target"])
 
-    Columns: example_id, layer, target, word_index, importance, score, rank (0 = most important).
+
+@renamed(k="top_k")
+def top_words(attributions: pd.DataFrame, *, top_k: int = 5) -> pd.DataFrame:
+    """The ``top_k`` most important passage words per (example, layer, target).
+
+    Columns: method, quadrature, example_id, layer, target, word_index, importance, score, rank
+    (1 = most important; ties go to the earlier word).
     """
-    return _top_words(word_importance(attributions), _check_k(k)).reset_index(drop=True)
+    return _top_words(word_importance(attributions), _check_top_k(top_k)).reset_index(drop=True)
 
 
 def _word_labels(tokens: pd.DataFrame) -> pd.DataFrame:
     """One row per passage word: example_id, word_index, word, role, is_number, is_stopword."""
-    _require(tokens, TOKEN_COLUMNS, "tokens", "pass the frame bert_insight.tokens returns")
+    require_columns(tokens, TOKEN_COLUMNS, what="tokens", made_by=_TOKENS_BY)
     context = tokens[tokens["segment"] == "context"]
     priority = {role: rank for rank, role in enumerate(CATEGORIES)}
     # A word is one role: the highest-priority role of its pieces (a piece overlapping the answer wins).
@@ -176,7 +177,7 @@ def importance_jsd(
     """
     if keep not in KEEP_CHOICES:
         raise BertInsightInputError(f"keep={keep!r}; use one of {KEEP_CHOICES}.")
-    top_k = _check_k(top_k)
+    top_k = _check_top_k(top_k)
     words = word_importance(attributions)
     rows = []
     for (example_id, target), group in words.groupby(["example_id", "target"], sort=True):
@@ -204,7 +205,9 @@ def importance_jsd(
 
 
 # ---- Tables 1-2: answer, question and supporting words among the top-k ---------------------------------
-def topk_categories(attributions: pd.DataFrame, tokens: pd.DataFrame, *, k: int = 5) -> pd.DataFrame:
+@keywords_only("tokens")
+@renamed(k="top_k")
+def topk_categories(attributions: pd.DataFrame, *, tokens: pd.DataFrame, top_k: int = 5) -> pd.DataFrame:
     """Share of the top-k passage words per layer that are answer words, question words found in the
     passage, supporting words (within 5 words of the answer) or other words (Tables 1-2).
 
@@ -214,7 +217,7 @@ def topk_categories(attributions: pd.DataFrame, tokens: pd.DataFrame, *, k: int 
 
     Columns: layer, target, category, share, n_words (top words counted), n_examples.
     """
-    top = _top_words(word_importance(attributions), _check_k(k))
+    top = _top_words(word_importance(attributions), _check_top_k(top_k))
     labelled = _with_labels(top, _word_labels(tokens)).rename(columns={"role": "category"})
     return _shares(labelled, "category", CATEGORIES)
 
@@ -237,7 +240,9 @@ def pos_group(tag: str, word: str, is_stopword: bool) -> str:
     return "other"
 
 
-def topk_pos(attributions: pd.DataFrame, tokens: pd.DataFrame, *, k: int = 5, tagger=None) -> pd.DataFrame:
+@keywords_only("tokens")
+@renamed(k="top_k")
+def topk_pos(attributions: pd.DataFrame, *, tokens: pd.DataFrame, top_k: int = 5, tagger=None) -> pd.DataFrame:
     """Share of the top-k passage words per layer in each part-of-speech group (Tables 5-6).
 
     Passage words are tagged with Penn Treebank tags by :func:`bert_insight.pos.tag_passages`
@@ -248,9 +253,7 @@ def topk_pos(attributions: pd.DataFrame, tokens: pd.DataFrame, *, k: int = 5, ta
 
     Columns: layer, target, pos_group, share, n_words, n_examples.
     """
-    from ..pos import tag_passages
-
-    top = _top_words(word_importance(attributions), _check_k(k))
+    top = _top_words(word_importance(attributions), _check_top_k(top_k))
     labels = _word_labels(tokens)
     tags = tag_passages(tokens, tagger=tagger)[["example_id", "word_index", "pos"]]
     tags = tags.assign(example_id=tags["example_id"].astype(str))
@@ -280,12 +283,6 @@ class QuantifierAnalysis(NamedTuple):
         return self.numeric_focus
 
 
-def _question_type(question: str) -> str:
-    from ..text import question_type
-
-    return question_type(question)
-
-
 def _count_numbers(words: pd.DataFrame) -> pd.Series:
     """Numbers per example: runs of consecutive numeric words ("1 , 000" and "twenty - one" are one)."""
     words = words.sort_values(["example_id", "word_index"])
@@ -294,13 +291,15 @@ def _count_numbers(words: pd.DataFrame) -> pd.Series:
     return starts.groupby(words["example_id"]).sum()
 
 
+@keywords_only("tokens", "examples", "predictions")
+@renamed(k="top_k")
 def quantifier_analysis(
     attributions: pd.DataFrame,
-    tokens: pd.DataFrame,
+    *,
     examples: pd.DataFrame,
     predictions: pd.DataFrame,
-    *,
-    k: int = 5,
+    tokens: pd.DataFrame,
+    top_k: int = 5,
 ) -> QuantifierAnalysis:
     """How the model treats numbers for "how many" / "how much" questions (section 5.2).
 
@@ -314,13 +313,12 @@ def quantifier_analysis(
     number is a run of consecutive numeric words), "quantifier_other", "non_quantifier", and "rest"
     (every example except quantifier_multi_number, the paper's comparison).
     """
-    k = _check_k(k)
-    _require(examples, ("example_id", "question"), "examples", "pass the examples frame (bert_insight.load_squad)")
-    _require(predictions, ("example_id", "exact_match", "f1", "confidence"), "predictions",
-             "pass the frame bert_insight.predict returns")
+    top_k = _check_top_k(top_k)
+    require_columns(examples, ("example_id", "question"), what="examples", made_by="bert_insight.load_squad")
+    require_columns(predictions, PREDICTION_COLUMNS, what="predictions", made_by="bert_insight.predict")
     labels = _word_labels(tokens)
     kinds = examples.assign(example_id=examples["example_id"].astype(str))[["example_id", "question"]]
-    kinds["quantifier"] = kinds["question"].map(_question_type).isin(QUANTIFIER_TYPES)
+    kinds["quantifier"] = kinds["question"].map(question_type).isin(QUANTIFIER_TYPES)
     kinds["n_numbers"] = kinds["example_id"].map(_count_numbers(labels)).fillna(0).astype(int)
     labels["is_number"] = labels["is_number"] & labels["word"].astype(str).map(
         lambda word: any(character.isalnum() for character in word))
@@ -328,7 +326,7 @@ def quantifier_analysis(
     quantifier_ids = set(kinds.loc[kinds["quantifier"], "example_id"])
     numeric_in_passage = labels[labels["example_id"].isin(quantifier_ids)].groupby("example_id")["is_number"].sum()
     with_numbers = set(numeric_in_passage[numeric_in_passage > 0].index)
-    top = _top_words(word_importance(attributions), k)
+    top = _top_words(word_importance(attributions), top_k)
     top = _with_labels(top[top["example_id"].astype(str).isin(with_numbers)], labels)
     if top.empty:
         # No quantifier question with a number in its passage: nothing to measure, not an error.

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from bert_insight._compat import keywords_only, renamed
 from bert_insight.data._files import as_local_path, bundled_path, locate_answer, read_json, read_text
 from bert_insight.data.examples import make_frame, validate_examples
 from bert_insight.errors import BertInsightInputError
@@ -36,10 +37,11 @@ def _source(path: str | os.PathLike | None, bundled: str, what: str) -> tuple[Pa
     return local, str(local)
 
 
-def load_duorc(path: str | os.PathLike | None = None) -> pd.DataFrame:
+@renamed(path="source")
+def load_duorc(source: str | os.PathLike | None = None) -> pd.DataFrame:
     """DuoRC (SelfRC or ParaphraseRC) questions as an examples frame.
 
-    ``path``: a DuoRC json (.json / .json.gz / .zip): either the original layout (a list of movies
+    ``source``: None (the bundled slice) or a DuoRC json (.json / .json.gz / .zip): either the original layout (a list of movies
     ``{id, title, plot, qa: [{id, question, answers, no_answer}]}``) or rows of the Hugging Face
     layout ``{plot_id, plot, title, question_id, question, answers, no_answer}``. None = the bundled
     slice (one SelfRC dev movie, "The Forbidden Kingdom").
@@ -50,7 +52,7 @@ def load_duorc(path: str | os.PathLike | None = None) -> pd.DataFrame:
     is_impossible (no_answer, or no answer text found in the plot), title, plus answer_texts (the
     answers as given), answer_found (bool), no_answer (bool), plot_id.
     """
-    path, source = _source(path, BUNDLED_DUORC, "load_duorc")
+    path, source = _source(source, BUNDLED_DUORC, "load_duorc")
     data = read_json(path)
     rows = data if isinstance(data, list) else data.get("data", []) if isinstance(data, dict) else []
     if not rows or not isinstance(rows[0], dict) or not ({"plot", "qa"} <= rows[0].keys() or "question" in rows[0]):
@@ -86,10 +88,11 @@ def _hotpot_paragraphs(item: dict[str, Any]) -> tuple[list[tuple[str, list[str]]
     return paragraphs, [(str(title), int(index)) for title, index in facts]
 
 
-def load_hotpotqa(path: str | os.PathLike | None = None) -> pd.DataFrame:
+@renamed(path="source")
+def load_hotpotqa(source: str | os.PathLike | None = None) -> pd.DataFrame:
     """HotpotQA questions as an examples frame, the paragraphs joined into one context.
 
-    ``path``: a HotpotQA json (.json / .json.gz / .zip) in the Hugging Face layout (context =
+    ``source``: None (the bundled slice) or a HotpotQA json (.json / .json.gz / .zip) in the Hugging Face layout (context =
     {title, sentences}, supporting_facts = {title, sent_id}) or the official one (lists of pairs).
     None = the bundled slice (the first 10 questions of dev, distractor setting).
 
@@ -101,7 +104,7 @@ def load_hotpotqa(path: str | os.PathLike | None = None) -> pd.DataFrame:
     supporting_facts (list of (title, sentence index)), supporting_spans (list of (char_start,
     char_end) of those sentences in the context; facts pointing past a paragraph's end are skipped).
     """
-    path, source = _source(path, BUNDLED_HOTPOTQA, "load_hotpotqa")
+    path, source = _source(source, BUNDLED_HOTPOTQA, "load_hotpotqa")
     data = read_json(path)
     if not isinstance(data, list) or not data or not {"question", "answer", "context"} <= set(data[0]):
         raise BertInsightInputError(
@@ -151,10 +154,12 @@ def _babi_file(path_or_dir: str | os.PathLike | None, task: int, split: str) -> 
         "holds the official qa1_..._train.txt / _test.txt files, or one such file.")
 
 
-def load_babi(path_or_dir: str | os.PathLike | None = None, task: int = 1, split: str = "test") -> pd.DataFrame:
+@keywords_only("task", "split")
+@renamed(path_or_dir="source")
+def load_babi(source: str | os.PathLike | None = None, *, task: int = 1, split: str = "test") -> pd.DataFrame:
     """bAbI questions (official text format) as an examples frame.
 
-    ``path_or_dir``: a bAbI task file, or a folder holding ``qa{task}_*_{split}.txt`` (or its ``en/``
+    ``source``: None (the bundled slice), a bAbI task file, or a folder holding ``qa{task}_*_{split}.txt`` (or its ``en/``
     subfolder). None = the bundled slice (task 1, test, first 5 stories).
 
     Each question's context is its story's statements so far, joined by spaces (question lines are
@@ -169,7 +174,7 @@ def load_babi(path_or_dir: str | os.PathLike | None = None, task: int = 1, split
         raise BertInsightInputError(f"task must be an int from 1 to 20, got {task!r}.")
     if split not in ("train", "test"):
         raise BertInsightInputError(f"split must be 'train' or 'test', got {split!r}.")
-    path, source = _babi_file(path_or_dir, task, split)
+    path, source = _babi_file(source, task, split)
     named = re.match(r"qa(\d+)_.*?(?:_(train|test))?\.txt$", path.name)
     if named:  # an explicit file says its own task and split
         task, split = int(named.group(1)), named.group(2) or split

@@ -8,6 +8,7 @@ from typing import Any, Iterator
 
 import pandas as pd
 
+from bert_insight._compat import renamed
 from bert_insight.data._files import as_local_path, bundled_path, looks_like_path, read_json
 from bert_insight.data.examples import make_frame, validate_examples
 from bert_insight.errors import BertInsightInputError
@@ -72,13 +73,14 @@ def _hub_records(name: str, hf_split: str) -> Iterator[dict[str, Any]]:
         }
 
 
-def load_squad(path_or_name: str | os.PathLike | None = None, *, version: str = "1.1", split: str = "all",
+@renamed(path_or_name="source")
+def load_squad(source: str | os.PathLike | None = None, *, version: str = "1.1", split: str = "all",
                limit: int | None = None, hf_split: str = "validation") -> pd.DataFrame:
     """SQuAD questions as an examples frame.
 
     Parameters
     ----------
-    path_or_name:
+    source:
         None = the bundled file for ``version`` (1.1: the complete SQuAD 1.1 dev set, 10,570 questions in
         48 articles; 2.0: a 3-article slice of SQuAD 2.0 dev with unanswerable questions). A local
         path (.json, .json.gz, or .zip holding one json) in the official SQuAD layout. Anything else is
@@ -100,16 +102,17 @@ def load_squad(path_or_name: str | os.PathLike | None = None, *, version: str = 
     if limit is not None and (not isinstance(limit, int) or limit < 0):
         raise BertInsightInputError(f"limit must be a non-negative int or None, got {limit!r}.")
 
-    if path_or_name is None:
+    if source is None:
         source = f"bundled:{BUNDLED_SQUAD[version]}"
         records = list(_squad_json_records(_bundled_json(BUNDLED_SQUAD[version]), source))
-    elif looks_like_path(path_or_name):
-        path = as_local_path(path_or_name, "load_squad")
+    elif looks_like_path(source):
+        path = as_local_path(source, "load_squad")
+        records = list(_squad_json_records(read_json(path), str(path)))
         source = str(path)
-        records = list(_squad_json_records(read_json(path), source))
     else:
-        source = f"hf:{path_or_name}:{hf_split}"
-        records = list(_hub_records(str(path_or_name), hf_split))
+        name = str(source)
+        source = f"hf:{name}:{hf_split}"
+        records = list(_hub_records(name, hf_split))
 
     if split != "all":
         missing = sorted(set(HELDOUT_TITLES) - {record["title"] for record in records})

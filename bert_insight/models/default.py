@@ -34,7 +34,6 @@ from .store import (
     MODEL_DIR_NAME,
     default_model_dir,
     default_model_lock,
-    is_built,
     new_staging_dir,
     place,
     read_card,

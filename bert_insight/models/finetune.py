@@ -21,7 +21,7 @@ import math
 import os
 import random
 import time
-from typing import NamedTuple
+from typing import Mapping, NamedTuple
 
 import pandas as pd
 import torch
@@ -315,7 +315,7 @@ def training_log(handle_or_card: QAModelHandle | dict) -> pd.DataFrame:
     (since training began).
     """
     card = handle_or_card.card if isinstance(handle_or_card, QAModelHandle) else handle_or_card
-    if not isinstance(card, dict) or "training_log" not in card:
+    if not isinstance(card, Mapping) or "training_log" not in card:
         raise BertInsightInputError(
             "This model card has no training_log; only models made by bert_insight.finetune_qa carry one."
         )

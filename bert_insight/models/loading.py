@@ -14,7 +14,7 @@ import torch
 from ..errors import BertInsightInputError
 from .checkpoint import check_attention, load_checkpoint, resolve_dtype
 from .default import DEFAULT_DISPLAY_NAME, ensure_default_model
-from .handle import QAModelHandle, from_model  # noqa: F401  (from_model: re-exported for users)
+from .handle import QAModelHandle
 
 
 def _looks_like_local_path(name: str) -> bool:

@@ -15,8 +15,14 @@ puts a BERT-base measurement of the same shares next to ours, per third of the d
 from __future__ import annotations
 
 from ._common import DIVERGING, ROLE_COLORS, SEQUENTIAL, show, signed_color_mapper, signed_colors
-from .attribution import jsd_heatmaps, layer_curves, passage_view, passage_word_scores, top_words
-from .paper import MLRC2020_BERT_BASE_SQUAD, RAMNATH2020_TRENDS, ramnath2020_by_depth, ramnath2020_comparison
+from .attribution import jsd_heatmaps, layer_curves, passage_view, passage_word_scores
+# The comparison tables live with the analysis; re-exported here, where the notebook has used them.
+from ..attribution.ramnath2020 import (
+    MLRC2020_BERT_BASE_SQUAD,
+    RAMNATH2020_TRENDS,
+    ramnath2020_by_depth,
+    ramnath2020_comparison,
+)
 from .tokens import qa_roles_view, token_scatter
 
 __all__ = [
@@ -36,5 +42,4 @@ __all__ = [
     "signed_color_mapper",
     "signed_colors",
     "token_scatter",
-    "top_words",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -34,16 +34,6 @@ ROLE_COLORS: dict[str, str] = {
 }
 
 
-_ROLE_PRIORITY = ("answer", "question_word", "supporting", "other")
-
-
-def strongest_role(roles: pd.Series) -> str:
-    """The role of a word from its pieces' roles: a word straddling the answer boundary is an answer word
-    (the priority of bert_insight.tokens: answer > question_word > supporting > other)."""
-    present = set(roles)
-    return next((role for role in _ROLE_PRIORITY if role in present), roles.iloc[0])
-
-
 def escape(text: object) -> str:
     """HTML-escape token text (quotes too, since it also lands inside attributes)."""
     return html.escape(str(text), quote=True)
@@ -59,21 +49,6 @@ def column_pair(frame: pd.DataFrame, candidates: tuple[tuple[str, str], ...], *,
         f"the {what} frame has no pair of columns among {list(candidates)}; it has {list(frame.columns)}. "
         f"Pass the frame made by {made_by}."
     )
-
-
-def require_columns(frame: pd.DataFrame, columns: Iterable[str], *, what: str, made_by: str) -> None:
-    """Raise BertInsightInputError naming the missing columns and the function that makes them."""
-    if not isinstance(frame, pd.DataFrame):
-        raise BertInsightInputError(
-            f"{what} must be a pandas DataFrame, got {type(frame).__name__}. Pass the frame made by {made_by}."
-        )
-    missing = [column for column in columns if column not in frame.columns]
-    if missing:
-        raise BertInsightInputError(
-            f"{what} lacks the column(s) {missing} (it has {list(frame.columns)}). Pass the frame made by {made_by}."
-        )
-    if frame.empty:
-        raise BertInsightInputError(f"{what} is empty. Pass the (non-empty) frame made by {made_by}.")
 
 
 def select_single(frame: pd.DataFrame, column: str, value: object, *, what: str) -> pd.DataFrame:

@@ -18,7 +18,11 @@ from bokeh.models import (
 )
 from bokeh.plotting import figure
 
+from .._compat import keywords_only, renamed
+from ..attribution.analysis import rank_words
 from ..errors import BertInsightInputError
+from ..frames import require_columns
+from ..text import strongest_role
 from ._common import (
     DIVERGING,
     SEQUENTIAL,
@@ -27,11 +31,9 @@ from ._common import (
     column_pair,
     escape,
     readable_text_color,
-    require_columns,
     select_single,
     sequential_colors,
     signed_colors,
-    strongest_role,
 )
 
 ATTRIBUTIONS_MADE_BY = "bert_insight.layer_ig (its .attributions frame)"
@@ -42,10 +44,11 @@ TOKENS_MADE_BY = "bert_insight.tokens"
 # Words of the passage and their per-layer scores
 
 
+@keywords_only("tokens")
 def passage_word_scores(
     attributions: pd.DataFrame,
-    tokens: pd.DataFrame,
     *,
+    tokens: pd.DataFrame,
     example_id: str,
     target: str = "start",
     method: str | None = None,
@@ -88,14 +91,6 @@ def passage_word_scores(
     return words
 
 
-def top_words(words: pd.DataFrame, k: int) -> pd.DataFrame:
-    """The k most important words of each layer (ties: earlier word first), with their rank 1..k."""
-    ranked = words.sort_values(["layer", "importance", "word_index"], ascending=[True, False, True], kind="stable")
-    top = ranked.groupby("layer", sort=True).head(k).copy()
-    top["rank"] = top.groupby("layer").cumcount() + 1
-    return top.reset_index(drop=True)
-
-
 def _passage_html(layer_words: pd.DataFrame, highlighted: dict[int, str], *, signed: bool) -> str:
     spans = []
     colors = signed_colors(layer_words["score"]) if signed else None
@@ -113,21 +108,23 @@ def _passage_html(layer_words: pd.DataFrame, highlighted: dict[int, str], *, sig
     return '<div style="line-height:1.9;font-size:14px">' + " ".join(spans) + "</div>"
 
 
+@keywords_only("tokens")
+@renamed(k="top_k")
 def passage_view(
     attributions: pd.DataFrame,
-    tokens: pd.DataFrame,
     *,
+    tokens: pd.DataFrame,
     example_id: str,
     target: str = "start",
-    k: int = 5,
+    top_k: int = 5,
     method: str | None = None,
     color_by: str = "importance",
 ):
     """The passage of one example with each layer's top-k words highlighted (Ramnath et al. Table 3).
 
-    A layer slider switches the highlighted words; the answer span is underlined; hovering a word
+    ``tokens`` is the tokens frame of the same examples (:func:`bert_insight.tokens`). A layer slider switches the highlighted words; the answer span is underlined; hovering a word
     shows its importance and signed score. Below, a layer x rank grid lists every layer's top-k
-    words at once (hover for scores), with the slider's layer outlined.
+    words at once (rank 1 = most important; hover for scores), with the slider's layer outlined.
 
     ``color_by="importance"`` shades the top-k words with a sequential palette;
     ``color_by="score"`` shades every word by its signed score (diverging palette centred at 0,
@@ -137,12 +134,13 @@ def passage_view(
     importance, score, color, text_color: exactly k rows per layer.
     Returns a bokeh ``column`` layout.
     """
-    if not isinstance(k, (int, np.integer)) or k < 1:
-        raise BertInsightInputError(f"k={k!r}; pass a positive whole number of words to highlight per layer.")
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise BertInsightInputError(f"top_k={top_k!r}; pass a positive whole number of words to highlight per layer.")
+    k = int(top_k)
     if color_by not in ("importance", "score"):
         raise BertInsightInputError(f"color_by={color_by!r}; use 'importance' or 'score'.")
-    words = passage_word_scores(attributions, tokens, example_id=example_id, target=target, method=method)
-    top = top_words(words, int(k))
+    words = passage_word_scores(attributions, tokens=tokens, example_id=example_id, target=target, method=method)
+    top = rank_words(words, k, by=["layer"]).reset_index(drop=True)
     top["color"] = sequential_colors(top["importance"])
     top["text_color"] = [readable_text_color(color) for color in top["color"]]
     layers = sorted(int(layer) for layer in words["layer"].unique())
@@ -314,5 +312,5 @@ def layer_curves(
     return row(*figures)
 
 
-__all__ = ["passage_view", "passage_word_scores", "top_words", "jsd_heatmaps", "layer_curves", "DIVERGING",
+__all__ = ["passage_view", "passage_word_scores", "jsd_heatmaps", "layer_curves", "DIVERGING",
            "SEQUENTIAL"]

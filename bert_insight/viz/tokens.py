@@ -9,15 +9,15 @@ from bokeh.plotting import figure
 from bokeh.transform import factor_cmap
 
 from ..errors import BertInsightInputError
+from ..frames import require_columns
+from ..text import strongest_role
 from ._common import (
     ROLE_COLORS,
     categorical_colors,
     column_pair,
     escape,
     readable_text_color,
-    require_columns,
     select_single,
-    strongest_role,
 )
 
 TOKENS_MADE_BY = "bert_insight.tokens"

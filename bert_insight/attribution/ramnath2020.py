@@ -1,11 +1,13 @@
-"""A table of a paper's reported trends next to ours, so reproduction notebooks stay free of arithmetic."""
+"""Ramnath et al. 2020's reported trends and a BERT-base measurement next to ours, as frames, so the
+reproduction notebook stays free of arithmetic (computation only: the views are in bert_insight.viz)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from ._common import require_columns
+from .._compat import keywords_only
+from ..frames import require_columns
 
 #: Ramnath et al. 2020 (BERT-base, 12 layers, SQuAD 1.1 dev), as trends over depth. Only trends the
 #: paper states are given a direction; "a" and "b" are the two numbers of each row.
@@ -60,7 +62,8 @@ def depth_bins(layers: list[int]) -> dict[int, str]:
             for position, run in enumerate(np.array_split(np.array(ordered), 3)) for layer in run}
 
 
-def ramnath2020_by_depth(categories: pd.DataFrame, pos: pd.DataFrame, quantifiers) -> pd.DataFrame:
+@keywords_only("categories", "pos", "quantifiers")
+def ramnath2020_by_depth(*, categories: pd.DataFrame, pos: pd.DataFrame, quantifiers) -> pd.DataFrame:
     """Our top-k shares next to BERT-base's, per third of the depth (early / middle / late layers).
 
     A 6-layer model and a 12-layer one are compared at the same relative depth: each model's attributed
@@ -119,7 +122,9 @@ def _agrees(a: float, b: float, direction: str | None) -> object:
     return bool(a < b) if direction == "a<b" else bool(a > b)
 
 
+@keywords_only("jsd_head", "jsd_tail", "categories", "pos", "quantifiers")
 def ramnath2020_comparison(
+    *,
     jsd_head: pd.DataFrame,
     jsd_tail: pd.DataFrame,
     categories: pd.DataFrame,
