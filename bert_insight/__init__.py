@@ -37,7 +37,7 @@ _EXPORTS: dict[str, str] = {
     "predict": "bert_insight.qa",
     "evaluate": "bert_insight.qa",
     "analysis_windows": "bert_insight.qa",
-    "tokens": "bert_insight.tokens",
+    "tokens": "bert_insight.tokens_frame",
     # attribution (Ramnath et al. 2020)
     "layer_ig": "bert_insight.attribution.layer_ig",
     "importance_jsd": "bert_insight.attribution.analysis",

@@ -24,7 +24,7 @@ from .errors import BertInsightInputError
 from .frames import frame_attrs
 from .layers import resolve_layers
 from .qa import predict, validated_analysis_windows, window_settings
-from .tokens import answer_span, window_tokens
+from .tokens_frame import answer_span, window_tokens
 
 PROJECTION_METHODS = ("tsne", "pca", "ica")
 _AXES = ("x", "y", "z")

@@ -1,6 +1,6 @@
 """Strings only (the lowest layer: no model, no frames): SQuAD answer normalisation, question types,
 number words, stopwords, and the priority of token roles. The tokens frame built from them is
-:mod:`bert_insight.tokens`.
+:mod:`bert_insight.tokens_frame`.
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bert_insight import layer_ig, predict
+from bert_insight import tokens as tokens_frame
 from bert_insight.attribution.analysis import (
     importance_jsd,
     pos_group,
@@ -19,34 +21,63 @@ from bert_insight.attribution.analysis import (
     word_importance,
 )
 from bert_insight.errors import BertInsightInputError
+from bert_insight.frames import ATTRIBUTION_COLUMNS, PREDICTION_COLUMNS, TOKEN_COLUMNS
+
+# The old spellings (k=, supporting frames by position) warn; only the tests of those warnings use them.
+pytestmark = pytest.mark.filterwarnings("error:.*is deprecated; pass:DeprecationWarning")
 
 
 # ---- frame builders ------------------------------------------------------------------------------------
+def _word_starts(words) -> list[int]:
+    """Character offset of each word of ``" ".join(words)``."""
+    starts, position = [], 0
+    for word in words:
+        starts.append(position)
+        position += len(word) + 1
+    return starts
+
+
 def make_tokens(example_id: str, words: list[str], *, pieces: list[int] | None = None, roles=None,
                 numbers=None, stopwords=None, question=("what", "?")) -> pd.DataFrame:
-    """A tokens frame: [CLS] question [SEP] context pieces [SEP], as bert_insight.tokens lays it out."""
+    """A tokens frame: [CLS] question [SEP] context pieces [SEP], as bert_insight.tokens lays it out,
+    with exactly its columns (frames.TOKEN_COLUMNS). The question is ``" ".join(question)``, the context
+    ``" ".join(words)``; every piece of a word carries the word's character span."""
     pieces = pieces or [1] * len(words)
     roles = roles or ["other"] * len(words)
     numbers = numbers or [False] * len(words)
     stopwords = stopwords or [False] * len(words)
-    rows = [("[CLS]", -1, "[CLS]", "special", "special", False)]
-    rows += [(word, index, word, "question", "question", False) for index, word in enumerate(question)]
-    rows.append(("[SEP]", -1, "[SEP]", "special", "special", False))
-    for index, (word, count, role) in enumerate(zip(words, pieces, roles)):
-        rows += [(word if piece == 0 else f"##{word}", index, word, "context", role, numbers[index])
-                 for piece in range(count)]
-    rows.append(("[SEP]", -1, "[SEP]", "special", "special", False))
-    frame = pd.DataFrame(rows, columns=["token", "word_index", "word", "segment", "role", "is_number"])
+    special = ("special", "special", -1, -1, False)
+    rows = [("[CLS]", -1, "[CLS]", *special)]
+    rows += [(word, index, word, "question", "question", start, start + len(word), False)
+             for index, (word, start) in enumerate(zip(question, _word_starts(question)))]
+    rows.append(("[SEP]", -1, "[SEP]", *special))
+    for index, (word, count, role, start) in enumerate(zip(words, pieces, roles, _word_starts(words))):
+        rows += [(word if piece == 0 else f"##{word}", index, word, "context", role, start, start + len(word),
+                  numbers[index]) for piece in range(count)]
+    rows.append(("[SEP]", -1, "[SEP]", *special))
+    frame = pd.DataFrame(rows, columns=["token", "word_index", "word", "segment", "role", "char_start", "char_end",
+                                        "is_number"])
     frame.insert(0, "token_index", range(len(frame)))
     frame.insert(0, "example_id", example_id)
-    frame["char_start"] = frame["char_end"] = -1
     frame["in_answer"] = frame["role"] == "answer"
     frame["in_question"] = frame["role"] == "question_word"
     frame["near_answer"] = frame["role"] == "supporting"
     stop_by_word = dict(zip(range(len(words)), stopwords))
     frame["is_stopword"] = [(segment == "context" and stop_by_word[w]) for segment, w in
                             zip(frame["segment"], frame["word_index"])]
-    return frame
+    return frame[list(TOKEN_COLUMNS)]
+
+
+def make_predictions(example_ids, *, exact_match, f1, confidence) -> pd.DataFrame:
+    """A predictions frame with exactly bert_insight.predict's columns (frames.PREDICTION_COLUMNS);
+    only the scores matter to the analyses, the spans are placeholders."""
+    n = len(example_ids)
+    frame = pd.DataFrame({
+        "example_id": list(example_ids), "pred_text": ["x"] * n, "pred_start": [0] * n, "pred_end": [1] * n,
+        "start_index": [3] * n, "end_index": [3] * n, "window_index": [0] * n, "score": [1.0] * n,
+        "confidence": confidence, "exact_match": exact_match, "f1": f1, "n_windows": [1] * n,
+    })
+    return frame[list(PREDICTION_COLUMNS)]
 
 
 def make_attributions(tokens: pd.DataFrame, importances: dict) -> pd.DataFrame:
@@ -59,13 +90,14 @@ def make_attributions(tokens: pd.DataFrame, importances: dict) -> pd.DataFrame:
         importance = np.zeros(len(tokens))
         importance[context.to_numpy()] = values / values.sum()
         frame = tokens[["example_id", "token_index", "word_index", "segment"]].copy()
-        frame.insert(1, "layer", layer)
-        frame.insert(2, "target", target)
         frame["method"] = "layer_ig"
+        frame["quadrature"] = "riemann"
+        frame["layer"] = layer
+        frame["target"] = target
         frame["score"] = np.where(context, importance * 2 - 0.01, 0.3)
         frame["norm"] = importance * 7
         frame["importance"] = importance
-        rows.append(frame)
+        rows.append(frame[list(ATTRIBUTION_COLUMNS)])
     return pd.concat(rows, ignore_index=True)
 
 
@@ -104,11 +136,21 @@ def test_word_importance_sums_pieces_and_keeps_passage_only():
     np.testing.assert_allclose(sums, 1.0)
 
 
+def test_synthetic_frames_have_exactly_the_producers_columns():
+    tokens, attributions = random_frames(n_examples=1)
+    assert tuple(tokens.columns) == TOKEN_COLUMNS
+    assert tuple(attributions.columns) == ATTRIBUTION_COLUMNS
+    assert tuple(make_predictions(["a"], exact_match=[1.0], f1=[1.0], confidence=[0.5]).columns) == PREDICTION_COLUMNS
+
+
 def test_word_importance_rejects_mixed_methods_and_missing_columns():
     _, attributions = random_frames(n_examples=1)
-    mixed = pd.concat([attributions, attributions.assign(method="layer_deeplift")])
-    with pytest.raises(BertInsightInputError, match="one at a time"):
-        word_importance(mixed)
+    mixed_methods = pd.concat([attributions, attributions.assign(method="layer_deeplift")])
+    mixed_quadratures = pd.concat([attributions, attributions.assign(quadrature="gausslegendre")])
+    for mixed in (mixed_methods, mixed_quadratures):
+        with pytest.raises(BertInsightInputError, match="mix several methods or quadratures") as raised:
+            word_importance(mixed)
+        assert "analyse one at a time" in str(raised.value)
     with pytest.raises(BertInsightInputError, match="importance"):
         word_importance(attributions.drop(columns="importance"))
 
@@ -116,9 +158,9 @@ def test_word_importance_rejects_mixed_methods_and_missing_columns():
 def test_top_words_ties_go_to_earlier_word():
     tokens = make_tokens("a", ["x", "y", "z", "u"])
     attributions = make_attributions(tokens, {(0, "start"): [1, 3, 3, 2]})
-    top = top_words(attributions, k=2)
+    top = top_words(attributions, top_k=2)
     assert top["word_index"].tolist() == [1, 2]
-    assert top["rank"].tolist() == [0, 1]
+    assert top["rank"].tolist() == [1, 2]  # 1 = most important
 
 
 # ---- importance_jsd ---------------------------------------------------------------------------------------
@@ -212,7 +254,7 @@ def test_topk_categories_counts_roles_of_top_words():
     layer0 = per_piece([9, 8, 1, 1, 1, 7, 6, 5])  # word sums: 9 16 1 3 1 7 6 10
     layer1 = per_piece([1, 1, 9, 3, 1, 1, 1, 1])  # word sums: 1 2 9 9 1 1 1 2
     attributions = make_attributions(tokens, {(0, "start"): layer0, (1, "start"): layer1})
-    shares = topk_categories(attributions, tokens, k=5).set_index(["layer", "category"])["share"]
+    shares = topk_categories(attributions, tokens=tokens, top_k=5).set_index(["layer", "category"])["share"]
     # layer 0 top-5: w1 w7 w0 w5 w6 -> supporting, other, other, question_word, other
     assert shares[(0, "supporting")] == pytest.approx(1 / 5)
     assert shares[(0, "question_word")] == pytest.approx(1 / 5)
@@ -222,7 +264,7 @@ def test_topk_categories_counts_roles_of_top_words():
     assert shares[(1, "answer")] == pytest.approx(2 / 5)
     assert shares[(1, "supporting")] == pytest.approx(1 / 5)
     assert shares[(1, "other")] == pytest.approx(2 / 5)
-    total = topk_categories(attributions, tokens, k=5).groupby(["layer", "target"])["share"].sum()
+    total = topk_categories(attributions, tokens=tokens, top_k=5).groupby(["layer", "target"])["share"].sum()
     np.testing.assert_allclose(total, 1.0)
 
 
@@ -233,12 +275,12 @@ def test_topk_categories_pools_over_examples_and_word_takes_priority_role():
     b.loc[b["word_index"].eq(0) & b["segment"].eq("context"), "role"] = ["supporting", "answer"]
     attributions = pd.concat([make_attributions(a, {(3, "end"): [2, 1]}),
                               make_attributions(b, {(3, "end"): [1, 1, 5, 1]})])
-    shares = topk_categories(attributions, pd.concat([a, b]), k=1).set_index("category")
+    shares = topk_categories(attributions, tokens=pd.concat([a, b]), top_k=1).set_index("category")
     # top-1 words: a -> x (answer); b -> y (other)
     assert shares.loc["answer", "share"] == pytest.approx(0.5)
     assert shares.loc["other", "share"] == pytest.approx(0.5)
     assert shares["n_words"].iloc[0] == 2 and shares["n_examples"].iloc[0] == 2
-    two = topk_categories(attributions, pd.concat([a, b]), k=3).set_index("category")
+    two = topk_categories(attributions, tokens=pd.concat([a, b]), top_k=3).set_index("category")
     # a contributes x (answer), y; b contributes y, x (answer: priority over supporting), z
     assert two.loc["answer", "share"] == pytest.approx(2 / 5)
 
@@ -246,9 +288,9 @@ def test_topk_categories_pools_over_examples_and_word_takes_priority_role():
 def test_topk_categories_needs_matching_tokens():
     tokens, attributions = random_frames(n_examples=2)
     with pytest.raises(BertInsightInputError, match="tokens frame lacks"):
-        topk_categories(attributions, tokens[tokens["example_id"] == "ex0"], k=3)
+        topk_categories(attributions, tokens=tokens[tokens["example_id"] == "ex0"], top_k=3)
     with pytest.raises(BertInsightInputError, match="positive whole number"):
-        topk_categories(attributions, tokens, k=0)
+        topk_categories(attributions, tokens=tokens, top_k=0)
 
 
 # ---- topk_pos -------------------------------------------------------------------------------------------
@@ -277,7 +319,7 @@ def test_topk_pos_shares_with_a_fixed_tagger():
     tokens = make_tokens("a", words, stopwords=[w in ("in", "two") for w in words])
     attributions = make_attributions(tokens, {(0, "start"): [9, 8, 7, 6, 5, 1, 1, 1, 1],
                                               (1, "start"): [1, 1, 1, 1, 2, 9, 8, 1, 7]})
-    frame = topk_pos(attributions, tokens, k=4, tagger=TableTagger(dict(zip(words, tags))))
+    frame = topk_pos(attributions, tokens=tokens, top_k=4, tagger=TableTagger(dict(zip(words, tags))))
     shares = frame.set_index(["layer", "pos_group"])["share"]
     # layer 0 top-4: Denver won two titles
     assert shares[(0, "NNP")] == shares[(0, "verb")] == shares[(0, "CD")] == shares[(0, "NN")] == 0.25
@@ -293,7 +335,7 @@ def test_topk_pos_with_the_bundled_tagger():
     words = ["The", "Denver", "Broncos", "defeated", "the", "Carolina", "Panthers", "in", "2016", "."]
     tokens = make_tokens("a", words, stopwords=[w.lower() in ("the", "in") for w in words])
     attributions = make_attributions(tokens, {(0, "start"): [1, 9, 1, 8, 1, 7, 1, 1, 6, 1]})
-    shares = topk_pos(attributions, tokens, k=4).set_index("pos_group")["share"]
+    shares = topk_pos(attributions, tokens=tokens, top_k=4).set_index("pos_group")["share"]
     assert shares["NNP"] == pytest.approx(0.5)   # Denver, Carolina
     assert shares["verb"] == pytest.approx(0.25)  # defeated
     assert shares["CD"] == pytest.approx(0.25)    # 2016
@@ -318,9 +360,10 @@ def test_quantifier_analysis_ratios_and_groups():
     examples = pd.DataFrame({"example_id": ["q1", "q2", "q3"],
                              "question": ["How many games did they win?", "How much did it cost?",
                                           "When was it?"]})
-    predictions = pd.DataFrame({"example_id": ["q1", "q2", "q3"], "exact_match": [1.0, 0.0, 1.0],
-                                "f1": [1.0, 0.5, 1.0], "confidence": [0.9, 0.4, 0.7]})
-    result = quantifier_analysis(pd.concat([a1, a2, a3]), pd.concat([t1, t2, t3]), examples, predictions, k=2)
+    predictions = make_predictions(["q1", "q2", "q3"], exact_match=[1.0, 0.0, 1.0], f1=[1.0, 0.5, 1.0],
+                                   confidence=[0.9, 0.4, 0.7])
+    result = quantifier_analysis(pd.concat([a1, a2, a3]), examples=examples, predictions=predictions,
+                                 tokens=pd.concat([t1, t2, t3]), top_k=2)
     focus = result.to_frame().set_index("layer")
     # numeric words: q1 has 3 ("3", "1", "000"), q2 has 1. Layer 0: q1 0/3, q2 1/1 -> mean 0.5
     assert focus.loc[0, "numeric_ratio"] == pytest.approx(0.5)
@@ -340,14 +383,55 @@ def test_quantifier_analysis_rejects_bad_predictions():
     tokens, attributions = random_frames(n_examples=1)
     examples = pd.DataFrame({"example_id": ["ex0"], "question": ["How many?"]})
     with pytest.raises(BertInsightInputError, match="predictions"):
-        quantifier_analysis(attributions, tokens, examples, pd.DataFrame({"example_id": ["ex0"]}))
+        quantifier_analysis(attributions, examples=examples, predictions=pd.DataFrame({"example_id": ["ex0"]}),
+                            tokens=tokens)
+    # every column of bert_insight.predict's frame is required, not only the scores
+    scores_only = pd.DataFrame({"example_id": ["ex0"], "exact_match": [1.0], "f1": [1.0], "confidence": [0.5]})
+    with pytest.raises(BertInsightInputError, match="predictions lacks"):
+        quantifier_analysis(attributions, examples=examples, predictions=scores_only, tokens=tokens)
+
+
+# ---- the old spellings: k= and supporting frames by position ------------------------------------------------
+def quantifier_frames():
+    """Attributions, tokens, examples and predictions of one "how many" question with two numbers."""
+    tokens = make_tokens("q1", ["won", "3", "games", "and", "4", "cups"],
+                         numbers=[False, True, False, False, True, False])
+    attributions = make_attributions(tokens, {(0, "start"): [9, 1, 8, 7, 1, 6], (1, "start"): [1, 9, 1, 1, 8, 1]})
+    examples = pd.DataFrame({"example_id": ["q1"], "question": ["How many games did they win?"]})
+    predictions = make_predictions(["q1"], exact_match=[1.0], f1=[1.0], confidence=[0.9])
+    return attributions, tokens, examples, predictions
+
+
+def test_k_is_a_deprecated_spelling_of_top_k():
+    attributions, tokens, examples, predictions = quantifier_frames()
+    tagger = TableTagger(dict.fromkeys(tokens["word"], "NN"))
+    calls = {
+        top_words: {},
+        topk_categories: {"tokens": tokens},
+        topk_pos: {"tokens": tokens, "tagger": tagger},
+        quantifier_analysis: {"examples": examples, "predictions": predictions, "tokens": tokens},
+    }
+    for function, frames in calls.items():
+        with pytest.warns(DeprecationWarning, match="top_k"):
+            old = function(attributions, k=2, **frames)
+        new = function(attributions, top_k=2, **frames)
+        # quantifier_analysis returns two frames (a NamedTuple), the others one
+        for got, expected in zip(old if isinstance(old, tuple) else [old], new if isinstance(new, tuple) else [new]):
+            pd.testing.assert_frame_equal(got, expected)
+
+
+def test_quantifier_analysis_by_position_is_deprecated_and_equals_the_keyword_call():
+    attributions, tokens, examples, predictions = quantifier_frames()
+    with pytest.warns(DeprecationWarning, match="by position is deprecated"):
+        old = quantifier_analysis(attributions, tokens, examples, predictions, top_k=2)  # the old order
+    new = quantifier_analysis(attributions, examples=examples, predictions=predictions, tokens=tokens, top_k=2)
+    pd.testing.assert_frame_equal(old.numeric_focus, new.numeric_focus)
+    pd.testing.assert_frame_equal(old.performance, new.performance)
+    assert len(new.numeric_focus) == 2  # something was measured, so the comparison is not of empty frames
 
 
 # ---- integration with layer_ig and tokens on a tiny model -------------------------------------------------
 def test_analyses_on_layer_ig_output_of_a_tiny_model(tiny_handle):
-    layer_ig_module = pytest.importorskip("bert_insight.attribution.layer_ig")
-    from bert_insight.text import tokens as make_token_frame
-
     examples = pd.DataFrame({
         "example_id": ["e1", "e2"],
         "question": ["Who won the game?", "How many fans came?"],
@@ -355,9 +439,12 @@ def test_analyses_on_layer_ig_output_of_a_tiny_model(tiny_handle):
                     "About 70,000 fans came to the stadium in 2016 to watch 2 teams."],
         "answers": [[{"text": "Denver Broncos", "answer_start": 4}], [{"text": "70,000", "answer_start": 6}]],
     })
-    windows = dict(max_length=96, doc_stride=32)
-    attributions, _ = layer_ig_module.layer_ig(tiny_handle, examples, n_steps=4, progress=False, **windows)
-    tokens = make_token_frame(tiny_handle, examples, **windows)
+    # One predictions frame chooses the windows of the attributions and the tokens (and scores the examples).
+    predictions = predict(tiny_handle, examples, max_length=96, doc_stride=32, progress=False)
+    attributions, _ = layer_ig(tiny_handle, examples, n_steps=4, predictions=predictions, progress=False)
+    tokens = tokens_frame(tiny_handle, examples, predictions=predictions, progress=False)
+    assert tuple(attributions.columns) == ATTRIBUTION_COLUMNS and tuple(tokens.columns) == TOKEN_COLUMNS
+    assert set(attributions["method"]) == {"layer_ig"} and set(attributions["quadrature"]) == {"riemann"}
 
     words = word_importance(attributions)
     np.testing.assert_allclose(words.groupby(["example_id", "layer", "target"])["importance"].sum(), 1.0)
@@ -365,10 +452,10 @@ def test_analyses_on_layer_ig_output_of_a_tiny_model(tiny_handle):
     assert (words.groupby(["example_id", "layer", "target"])["word_index"].nunique()
             .groupby("example_id").min() == context_words).all()
 
-    categories = topk_categories(attributions, tokens, k=3)
+    categories = topk_categories(attributions, tokens=tokens, top_k=3)
     np.testing.assert_allclose(categories.groupby(["layer", "target"])["share"].sum(), 1.0)
     # Cross-check one layer's answer share by hand from the frames.
-    top = top_words(attributions, k=3)
+    top = top_words(attributions, top_k=3)
     first = top[(top["layer"] == 0) & (top["target"] == "start")]
     answer_words = set(map(tuple, tokens.loc[tokens["role"] == "answer", ["example_id", "word_index"]].values))
     expected = np.mean([(e, w) in answer_words for e, w in zip(first["example_id"], first["word_index"])])
@@ -378,11 +465,9 @@ def test_analyses_on_layer_ig_output_of_a_tiny_model(tiny_handle):
     jsd = importance_jsd(attributions, top_k=2, keep="head")
     matrix = jsd[jsd["target"] == "end"].pivot(index="layer_a", columns="layer_b", values="jsd").to_numpy()
     np.testing.assert_allclose(matrix, matrix.T, atol=1e-12)
-    assert topk_pos(attributions, tokens, k=3).query("pos_group != 'noun'").groupby(
+    assert topk_pos(attributions, tokens=tokens, top_k=3).query("pos_group != 'noun'").groupby(
         ["layer", "target"], observed=True)["share"].sum().round(9).eq(1).all()
-    predictions = pd.DataFrame({"example_id": ["e1", "e2"], "exact_match": [0.0, 1.0], "f1": [0.2, 1.0],
-                                "confidence": [0.1, 0.3]})
-    result = quantifier_analysis(attributions, tokens, examples, predictions, k=3)
+    result = quantifier_analysis(attributions, examples=examples, predictions=predictions, tokens=tokens, top_k=3)
     assert result.numeric_focus["n_examples"].eq(1).all()
     assert result.performance.set_index("group").loc["quantifier_multi_number", "n_examples"] == 1
 
@@ -393,8 +478,8 @@ def test_quantifier_analysis_without_quantifier_questions_gives_empty_focus():
     t3 = make_tokens("q3", w3, numbers=[False, True, False, True])
     a3 = make_attributions(t3, {(0, "start"): [1, 5, 1, 1], (1, "start"): [1, 5, 1, 1]})
     examples = pd.DataFrame({"example_id": ["q3"], "question": ["When was it?"]})
-    predictions = pd.DataFrame({"example_id": ["q3"], "exact_match": [1.0], "f1": [1.0], "confidence": [0.7]})
-    result = quantifier_analysis(a3, t3, examples, predictions, k=2)
+    predictions = make_predictions(["q3"], exact_match=[1.0], f1=[1.0], confidence=[0.7])
+    result = quantifier_analysis(a3, examples=examples, predictions=predictions, tokens=t3, top_k=2)
     assert len(result.numeric_focus) == 0
     assert {"layer", "target", "numeric_ratio", "numeric_share", "n_examples"} <= set(result.numeric_focus.columns)
     performance = result.performance.set_index("group")

@@ -22,7 +22,7 @@ LAYERS = {
     "bert_insight.pos_training": 3, "bert_insight.models.adapters": 3, "bert_insight.models.offline": 3,
     "bert_insight.models.handle": 3, "bert_insight.models.store": 3, "bert_insight.models.checkpoint": 3,
     "bert_insight.qa": 4, "bert_insight.models.finetune": 4,
-    "bert_insight.tokens": 5,
+    "bert_insight.tokens_frame": 5,
     "bert_insight.attribution": 6, "bert_insight.representations": 6, "bert_insight.models.default": 6,
     "bert_insight.models.loading": 7, "bert_insight.testing": 7,
     "bert_insight.viz": 8, "bert_insight.cli": 8,
@@ -130,3 +130,12 @@ def test_imports_go_down_the_layers(module):
     upward = [(imported, layer_of(imported)) for imported in sorted(import_graph()[module])
               if imported not in PACKAGES and layer_of(imported) > layer_of(module)]
     assert not upward, f"{module} (layer {layer_of(module)}) imports higher layers {upward}"
+
+
+def test_no_module_shadows_a_public_name():
+    """``from bert_insight import tokens`` must give the verb: a submodule of the same name would replace
+    the package attribute as soon as anything imports it."""
+    import bert_insight
+
+    modules = {path.stem for path in PACKAGE.iterdir() if path.suffix == ".py" or (path / "__init__.py").is_file()}
+    assert not modules & set(bert_insight.__all__)

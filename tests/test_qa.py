@@ -305,7 +305,7 @@ def test_evaluate_percent_overall_and_by_question_type():
     predictions = pd.DataFrame({"example_id": ["1", "2", "3", "4"],
                                 "pred_text": ["Eiffel Tower", "Paris, France", "four legs", "Eiffel"]})
     # EM: 1, 0, 0, 0. F1: 1, 2/3, 2/3, 2/3.
-    result = evaluate(predictions, examples).set_index("group")
+    result = evaluate(predictions, examples=examples).set_index("group")
     assert result.index.tolist() == ["all", "what", "who", "how many"]
     assert result.loc["all", "n"] == 4
     assert result.loc["all", "exact_match"] == pytest.approx(25.0)
@@ -313,7 +313,7 @@ def test_evaluate_percent_overall_and_by_question_type():
     assert result.loc["what", ["exact_match", "f1"]].tolist() == pytest.approx([50.0, 100 * (1 + 2 / 3) / 2])
     assert result.loc["who", "f1"] == pytest.approx(100 * 2 / 3)
     with pytest.raises(BertInsightInputError, match="'4'"):
-        evaluate(predictions.iloc[:3], examples)
+        evaluate(predictions.iloc[:3], examples=examples)
 
 
 # ---- analysis windows -------------------------------------------------------------------------------------
@@ -399,13 +399,11 @@ def test_every_squad_gold_answer_lies_inside_some_window(tokenizer):
 
 @pytest.mark.slow
 def test_default_model_exact_match_on_held_out_questions(default_handle):
-    try:
-        from bert_insight.data import load_squad
-    except ImportError:
-        pytest.skip("bert_insight.data.load_squad has not landed yet")
+    from bert_insight.data import load_squad
+
     examples = load_squad(split="heldout").head(20)
     predictions = predict(default_handle, examples, progress=False)
-    assert evaluate(predictions, examples).set_index("group").loc["all", "exact_match"] > 30
+    assert evaluate(predictions, examples=examples).set_index("group").loc["all", "exact_match"] > 30
 
 
 def test_squad2_bundled_slice_scores_every_empty_prediction_by_impossibility(tiny_handle):
@@ -418,6 +416,58 @@ def test_squad2_bundled_slice_scores_every_empty_prediction_by_impossibility(tin
                           progress=False)
     assert predictions["pred_text"].eq("").all() and predictions["start_index"].eq(0).all()
     expected = 100 * examples["is_impossible"].mean()
-    overall = evaluate(predictions, examples).set_index("group").loc["all"]
+    overall = evaluate(predictions, examples=examples).set_index("group").loc["all"]
     assert overall["exact_match"] == pytest.approx(expected) and overall["f1"] == pytest.approx(expected)
     assert overall["n"] == len(examples)
+
+
+# ---- faults a hostile user found ---------------------------------------------------------------------
+def test_every_field_of_a_prediction_is_checked_against_its_window(tiny_handle):
+    examples = assorted_examples().head(2)
+    predictions = predict(tiny_handle, examples, max_length=MAX_LENGTH, doc_stride=STRIDE, progress=False)
+    width = len(analysis_windows(tiny_handle, examples.head(1), predictions=predictions)[0][0])
+    null = {"pred_text": "", "pred_start": -1, "pred_end": -1, "start_index": 0, "end_index": 0}
+    broken = [
+        ({**null, "start_index": -1, "end_index": -1}, "null answer"),  # -1 would attribute the last token
+        ({**null, "end_index": width + 5}, "null answer"),
+        ({"start_index": width + 5, "end_index": width + 6}, "context tokens"),  # past the window
+        ({"start_index": 0, "end_index": 0}, "context tokens"),  # CLS is no answer token of a real span
+        ({"window_index": 7}, "names no window"),
+        ({"start_index": "two"}, "whole numbers"),
+    ]
+    for change, says in broken:
+        bad = predictions.copy()
+        bad["start_index"] = bad["start_index"].astype(object)
+        for column, value in change.items():
+            bad.at[0, column] = value
+        with pytest.raises(BertInsightInputError, match=says):
+            analysis_windows(tiny_handle, examples, predictions=bad)
+    # A consistent null prediction is accepted (SQuAD 2.0 "no answer").
+    valid_null = predictions.copy()
+    for column, value in null.items():
+        valid_null.at[0, column] = value
+    assert analysis_windows(tiny_handle, examples, predictions=valid_null)[0][1:] == (0, 0)
+
+
+def test_evaluate_refuses_several_predictions_for_one_example(tiny_handle):
+    examples = assorted_examples().head(3)
+    predictions = predict(tiny_handle, examples, max_length=MAX_LENGTH, doc_stride=STRIDE, progress=False)
+    doubled = pd.concat([predictions, predictions.iloc[[1]].assign(pred_text="something else")])
+    with pytest.raises(BertInsightInputError, match="several rows for 1 example"):
+        evaluate(doubled, examples=examples)
+    with pytest.raises(BertInsightInputError, match="several rows"):
+        analysis_windows(tiny_handle, examples, predictions=doubled)
+    with pytest.warns(DeprecationWarning, match="examples="):  # the old positional call still works
+        old = evaluate(predictions, examples)
+    pd.testing.assert_frame_equal(old, evaluate(predictions, examples=examples))
+
+
+def test_every_verb_refuses_an_empty_examples_frame_the_same_way(tiny_handle):
+    from bert_insight import hidden_states, layer_ig, tokens
+
+    empty = assorted_examples().head(0)
+    for verb in (predict, tokens, hidden_states, layer_ig, analysis_windows):
+        with pytest.raises(BertInsightInputError, match="examples is empty"):
+            verb(tiny_handle, empty)
+    with pytest.raises(BertInsightInputError, match="examples is empty"):
+        evaluate(pd.DataFrame({"example_id": [], "pred_text": []}), examples=empty)

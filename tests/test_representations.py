@@ -137,7 +137,7 @@ def test_projection_input_errors():
 
 
 def test_hidden_states_tokens_join_the_tokens_frame(tiny_handle):
-    from bert_insight.tokens import tokens
+    from bert_insight.tokens_frame import tokens
 
     vectors = hidden_states(tiny_handle, EXAMPLES, layers=[0], **WINDOW)
     expected = tokens(tiny_handle, EXAMPLES, **WINDOW)

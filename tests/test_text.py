@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from bert_insight.qa import predict
-from bert_insight.tokens import tokens
+from bert_insight.tokens_frame import tokens
 from bert_insight.text import (
     exact_match_score,
     f1_score,

@@ -16,29 +16,47 @@ from bokeh.models import CustomJS, Div, GlyphRenderer, GroupFilter
 from bokeh.resources import CDN
 
 from bert_insight import viz
+from bert_insight.attribution.analysis import QuantifierAnalysis
 from bert_insight.errors import BertInsightInputError
+from bert_insight.frames import ATTRIBUTION_COLUMNS, TOKEN_COLUMNS
+from bert_insight.text import is_number_word, is_stopword
+
+# The old spellings (k=, tokens by position) warn; the views are called with the new ones only.
+pytestmark = pytest.mark.filterwarnings("error:.*is deprecated; pass:DeprecationWarning")
 
 EVIL = "<script>pwn()</script>"
 EVIL_ESCAPED = "&lt;script&gt;pwn()&lt;/script&gt;"
 
 
 def make_tokens(example_id: str = "ex1") -> pd.DataFrame:
-    """[CLS] question [SEP] context [SEP], one context word split in two pieces, one word is EVIL."""
+    """[CLS] question [SEP] context [SEP], one context word split in two pieces, one word is EVIL; exactly
+    the columns of bert_insight.tokens (frames.TOKEN_COLUMNS). The question and context are their words
+    joined by spaces, so char_start / char_end are offsets into those strings."""
     question = ["what", "is", EVIL, "?"]
     context = ["the", "cat", "sat", "on", "the", "mat", "near", EVIL, "and", "a", "dog", "today"]
     roles = {5: "answer", 6: "answer", 3: "supporting", 4: "supporting", 7: "question_word", 8: "supporting"}
-    rows = [("[CLS]", -1, "[CLS]", "special", "special")]
-    rows += [(word, i, word, "question", "question") for i, word in enumerate(question)]
-    rows.append(("[SEP]", -1, "[SEP]", "special", "special"))
-    for i, word in enumerate(context):
-        pieces = ["ca", "##t"] if word == "cat" else [word]
-        rows += [(piece, i, word, "context", roles.get(i, "other")) for piece in pieces]
-    rows.append(("[SEP]", -1, "[SEP]", "special", "special"))
-    frame = pd.DataFrame(rows, columns=["token", "word_index", "word", "segment", "role"])
+    special = (-1, "special", "special", -1, -1)
+    rows = [("[CLS]", "[CLS]", *special)]
+    for segment, words in (("question", question), ("context", context)):
+        offset = 0
+        for i, word in enumerate(words):
+            pieces = ["ca", "##t"] if word == "cat" else [word]
+            ends = [offset + 2, offset + 3] if word == "cat" else [offset + len(word)]
+            starts = [offset, offset + 2] if word == "cat" else [offset]
+            role = roles.get(i, "other") if segment == "context" else "question"
+            rows += [(piece, word, i, segment, role, start, end) for piece, start, end in zip(pieces, starts, ends)]
+            offset += len(word) + 1
+        rows.append(("[SEP]", "[SEP]", *special))
+    frame = pd.DataFrame(rows, columns=["token", "word", "word_index", "segment", "role", "char_start", "char_end"])
     frame.insert(0, "token_index", range(len(frame)))
     frame.insert(0, "example_id", example_id)
     frame["in_answer"] = frame["role"].eq("answer")
-    return frame
+    frame["in_question"] = frame["role"].eq("question_word")
+    frame["near_answer"] = frame["role"].eq("supporting")
+    real = frame["segment"].ne("special")
+    frame["is_number"] = real & frame["word"].map(is_number_word)
+    frame["is_stopword"] = real & frame["word"].map(is_stopword)
+    return frame[list(TOKEN_COLUMNS)]
 
 
 def make_attributions(tokens: pd.DataFrame, n_layers: int = 5, seed: int = 0) -> pd.DataFrame:
@@ -51,12 +69,19 @@ def make_attributions(tokens: pd.DataFrame, n_layers: int = 5, seed: int = 0) ->
                 norm = rng.random(len(example))
                 importance = np.where(context[: len(example)], norm, 0.0)
                 rows.append(pd.DataFrame({
-                    "example_id": example_id, "method": "riemann", "layer": layer, "target": target,
+                    "example_id": example_id, "method": "layer_ig", "quadrature": "riemann", "layer": layer,
+                    "target": target,
                     "token_index": example["token_index"].to_numpy(), "word_index": example["word_index"].to_numpy(),
                     "segment": example["segment"].to_numpy(), "score": rng.normal(size=len(example)),
                     "norm": norm, "importance": importance / importance.sum(),
-                }))
+                }, columns=list(ATTRIBUTION_COLUMNS)))
     return pd.concat(rows, ignore_index=True)
+
+
+def test_synthetic_frames_have_exactly_the_producers_columns(frames):
+    tokens, attributions = frames
+    assert tuple(tokens.columns) == TOKEN_COLUMNS
+    assert tuple(attributions.columns) == ATTRIBUTION_COLUMNS
 
 
 @pytest.fixture
@@ -116,34 +141,40 @@ def reference_word_scores(attributions, tokens, target="start"):
 # escaping
 
 
-def all_views(tokens, attributions):
+def html_views(tokens, attributions):
+    """The views that render token text as HTML (Divs, per-layer HTML for the slider)."""
+    return [
+        viz.passage_view(attributions, tokens=tokens, example_id="ex1", top_k=3),
+        viz.passage_view(attributions, tokens=tokens, example_id="ex1", top_k=3, color_by="score"),
+        viz.qa_roles_view(tokens, example_id="ex1"),
+    ]
+
+
+def canvas_views(tokens):
+    """The views that draw token text on the canvas only (bokeh glyphs and hover tooltips, no HTML)."""
     projection = tokens.merge(pd.DataFrame({"layer": range(3)}), how="cross")
     projection["x"] = np.arange(len(projection), dtype=float)
     projection["y"] = -np.arange(len(projection), dtype=float)
     curves = pd.DataFrame({"layer": [0, 1, 0, 1], "category": [EVIL, EVIL, "noun", "noun"],
                            "share": [0.1, 0.2, 0.9, 0.8]})
-    return [
-        viz.passage_view(attributions, tokens, example_id="ex1", k=3),
-        viz.passage_view(attributions, tokens, example_id="ex1", k=3, color_by="score"),
-        viz.qa_roles_view(tokens, example_id="ex1"),
-        viz.token_scatter(projection),
-        viz.layer_curves(curves),
-    ]
+    return [viz.token_scatter(projection), viz.layer_curves(curves)]
 
 
 def test_token_text_is_escaped_in_html_the_views_render(frames):
     tokens, attributions = frames
-    for layout in all_views(tokens, attributions):
+    for layout in html_views(tokens, attributions):
         strings = html_strings(layout)
         for text in strings:
             assert "<script>pwn" not in text
-        if strings:  # the evil word is shown, escaped, not dropped
-            assert any(EVIL_ESCAPED in text for text in strings)
+        # the evil word is shown, escaped, not dropped
+        assert any(EVIL_ESCAPED in text for text in strings)
+    for layout in canvas_views(tokens):
+        assert html_strings(layout) == []
 
 
 def test_token_text_never_appears_unescaped_in_embedded_output(frames):
     tokens, attributions = frames
-    for layout in all_views(tokens, attributions):
+    for layout in html_views(tokens, attributions) + canvas_views(tokens):
         page = file_html(layout, CDN, "test")
         script, div = components(layout)
         for output in (page, script, div):
@@ -158,7 +189,7 @@ def test_token_text_never_appears_unescaped_in_embedded_output(frames):
 @pytest.mark.parametrize("k", [1, 3, 5])
 def test_topk_source_holds_exactly_each_layers_top_words(frames, k):
     tokens, attributions = frames
-    layout = viz.passage_view(attributions, tokens, example_id="ex1", target="start", k=k)
+    layout = viz.passage_view(attributions, tokens=tokens, example_id="ex1", target="start", top_k=k)
     data = layout.select_one({"name": "topk_words"}).data
     shown = pd.DataFrame({"layer": data["layer"], "word_index": data["word_index"], "rank": data["rank"]})
 
@@ -174,7 +205,7 @@ def test_topk_source_holds_exactly_each_layers_top_words(frames, k):
 def test_slider_switches_to_html_highlighting_that_layers_top_words(frames):
     tokens, attributions = frames
     k = 3
-    layout = viz.passage_view(attributions, tokens, example_id="ex1", target="end", k=k)
+    layout = viz.passage_view(attributions, tokens=tokens, example_id="ex1", target="end", top_k=k)
     slider = layout.select_one({"name": "layer_slider"})
     (callback,) = slider.js_property_callbacks["change:value"]
     layers, htmls = callback.args["layers"], callback.args["htmls"]
@@ -197,7 +228,7 @@ def test_slider_switches_to_html_highlighting_that_layers_top_words(frames):
 
 def test_word_scores_sum_the_pieces_of_split_words(frames):
     tokens, attributions = frames
-    words = viz.passage_word_scores(attributions, tokens, example_id="ex1", target="start")
+    words = viz.passage_word_scores(attributions, tokens=tokens, example_id="ex1", target="start")
     cat_pieces = tokens[tokens["token"].isin(["ca", "##t"])]["token_index"]
     for layer in range(5):
         rows = attributions[(attributions["layer"] == layer) & (attributions["target"] == "start")]
@@ -228,7 +259,7 @@ def test_signed_colours_are_centred_at_zero():
 
 def test_score_colouring_of_the_passage_follows_the_sign(frames):
     tokens, attributions = frames
-    layout = viz.passage_view(attributions, tokens, example_id="ex1", k=2, color_by="score")
+    layout = viz.passage_view(attributions, tokens=tokens, example_id="ex1", top_k=2, color_by="score")
     htmls = layout.select_one({"name": "layer_slider"}).js_property_callbacks["change:value"][0].args["htmls"]
     words = reference_word_scores(attributions, tokens)
     middle = len(viz.DIVERGING) // 2
@@ -311,14 +342,14 @@ def test_layer_curves_plot_the_mean_share_per_layer_and_facet():
 def test_bad_input_raises_a_helpful_error(frames):
     tokens, attributions = frames
     with pytest.raises(BertInsightInputError, match="lacks the column"):
-        viz.passage_view(attributions.drop(columns="importance"), tokens, example_id="ex1")
+        viz.passage_view(attributions.drop(columns="importance"), tokens=tokens, example_id="ex1")
     with pytest.raises(BertInsightInputError, match="example_id='nope'"):
-        viz.passage_view(attributions, tokens, example_id="nope")
+        viz.passage_view(attributions, tokens=tokens, example_id="nope")
     with pytest.raises(BertInsightInputError, match="positive whole number"):
-        viz.passage_view(attributions, tokens, example_id="ex1", k=0)
-    two_methods = pd.concat([attributions, attributions.assign(method="gausslegendre")])
+        viz.passage_view(attributions, tokens=tokens, example_id="ex1", top_k=0)
+    two_methods = pd.concat([attributions, attributions.assign(method="layer_deeplift")])
     with pytest.raises(BertInsightInputError, match="method="):
-        viz.passage_view(two_methods, tokens, example_id="ex1")
+        viz.passage_view(two_methods, tokens=tokens, example_id="ex1")
     with pytest.raises(BertInsightInputError, match="layer columns"):
         viz.jsd_heatmaps(pd.DataFrame({"a": [0], "jsd": [0.1]}), pd.DataFrame({"a": [0], "jsd": [0.1]}))
     with pytest.raises(BertInsightInputError, match="coordinate"):
@@ -330,8 +361,6 @@ def test_bad_input_raises_a_helpful_error(frames):
 
 
 def test_ramnath_comparison_reports_early_and_late_means_and_the_trend_direction():
-    from bert_insight.attribution.analysis import QuantifierAnalysis
-
     layers = range(6)  # early = layers 0-1, late = layers 4-5
     pairs = pd.MultiIndex.from_product([["start", "end"], layers, layers], names=["target", "layer_a", "layer_b"])
     head = pd.DataFrame(index=pairs).reset_index()
@@ -348,7 +377,8 @@ def test_ramnath_comparison_reports_early_and_late_means_and_the_trend_direction
     focus = pd.DataFrame({"layer": list(layers), "target": "start", "numeric_ratio": [0.5, 0.4, 0.3, 0.2, 0.1, 0.0]})
     performance = pd.DataFrame({"group": ["quantifier_multi_number", "rest"], "exact_match": [0.5, 0.75]})
 
-    table = viz.ramnath2020_comparison(head, tail, categories, pos, QuantifierAnalysis(focus, performance))
+    table = viz.ramnath2020_comparison(jsd_head=head, jsd_tail=tail, categories=categories, pos=pos,
+                                       quantifiers=QuantifierAnalysis(focus, performance))
     table = table.set_index(table["statistic"].str.split().str[:3].str.join(" "))
     assert table.attrs == {"early_layers": [0, 1], "late_layers": [4, 5]}
     # JSD: early-early pairs are (0,1),(1,0): 0.1; early-late pairs |a-b| in {3,4,5}: mean 0.4
@@ -368,15 +398,14 @@ def test_ramnath_comparison_reports_early_and_late_means_and_the_trend_direction
 
 
 def test_by_depth_averages_each_third_of_the_layers_next_to_bert_base():
-    from bert_insight.attribution.analysis import QuantifierAnalysis
-
     layers = range(6)  # thirds: 0-1, 2-3, 4-5
     categories = pd.DataFrame([(layer, target, "answer", 0.1 * layer + (0.1 if target == "end" else 0.0))
                                for layer in layers for target in ("start", "end")],
                               columns=["layer", "target", "category", "share"])
     pos = pd.DataFrame({"layer": list(layers), "target": "start", "pos_group": "noun", "share": 0.4})
     focus = pd.DataFrame({"layer": list(layers), "target": "start", "numeric_share": [0.0, 0.2, 0.2, 0.2, 0.6, 0.6]})
-    table = viz.ramnath2020_by_depth(categories, pos, QuantifierAnalysis(focus, pd.DataFrame()))
+    table = viz.ramnath2020_by_depth(categories=categories, pos=pos,
+                                     quantifiers=QuantifierAnalysis(focus, pd.DataFrame()))
     table = table.set_index(["group", "depth"])
     # ours: mean over the third's layers and both targets
     assert table.loc[("answer", "early"), "ours"] == pytest.approx((0.0 + 0.1 + 0.1 + 0.2) / 4)

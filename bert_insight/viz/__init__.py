@@ -23,7 +23,7 @@ from ..attribution.ramnath2020 import (
     ramnath2020_by_depth,
     ramnath2020_comparison,
 )
-from .tokens import qa_roles_view, token_scatter
+from .tokens_frame import qa_roles_view, token_scatter
 
 __all__ = [
     "DIVERGING",

@@ -37,7 +37,7 @@ from ._common import (
 )
 
 ATTRIBUTIONS_MADE_BY = "bert_insight.layer_ig (its .attributions frame)"
-TOKENS_MADE_BY = "bert_insight.tokens"
+TOKENS_MADE_BY = "bert_insight.tokens_frame"
 
 
 # --------------------------------------------------------------------------------------------------

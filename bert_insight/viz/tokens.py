@@ -20,7 +20,7 @@ from ._common import (
     select_single,
 )
 
-TOKENS_MADE_BY = "bert_insight.tokens"
+TOKENS_MADE_BY = "bert_insight.tokens_frame"
 PROJECTION_MADE_BY = "bert_insight.project_tokens"
 
 _ROLE_LABELS = {
