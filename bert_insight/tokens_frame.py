@@ -167,5 +167,5 @@ def tokens(
         span = answer_span(example, predicted.get(example["example_id"]))
         frames.append(window_tokens(handle.tokenizer, window, example["question"], example["context"], span))
     frame = pd.concat(frames, ignore_index=True) if frames else empty_frame(TOKEN_COLUMNS)
-    frame.attrs = frame_attrs(handle, "bert_insight.tokens_frame", {"max_length": max_length, "doc_stride": doc_stride})
+    frame.attrs = frame_attrs(handle, "bert_insight.tokens", {"max_length": max_length, "doc_stride": doc_stride})
     return frame

@@ -54,3 +54,41 @@ def test_bad_attention_and_device_choices():
 
     with pytest.raises(BertInsightInputError, match="device"):
         resolve_device("tpu-please")
+
+
+def test_loading_faults_get_one_clear_error_each(tmp_path, tokenizer):
+    no_config = tmp_path / "no-config"
+    no_config.mkdir()
+    (no_config / "model.safetensors").write_bytes(b"x")
+    with pytest.raises(BertInsightInputError, match="no config.json"):
+        load_qa_model(no_config)
+    saved = tmp_path / "saved"
+    tiny_qa_model("bert").save_pretrained(saved)
+    tokenizer.save_pretrained(saved)
+    with pytest.raises(BertInsightInputError, match="dtype='float8'"):
+        load_qa_model(saved, dtype="float8")
+    with pytest.raises(BertInsightInputError, match="got int"):
+        load_qa_model(42)
+    weights = saved / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a copy cut short
+    with pytest.raises(BertInsightInputError, match="truncated or corrupt"):
+        load_qa_model(saved, device="cpu")
+
+
+def test_a_handle_is_immutable_and_its_fingerprint_follows_the_weights(tokenizer):
+    import dataclasses
+
+    from bert_insight.models.handle import from_model
+
+    handle = from_model(tiny_qa_model("bert"), tokenizer, name="tiny", device="cpu", card={"steps": 3})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        handle.name = "other"
+    with pytest.raises(TypeError):
+        handle.card["steps"] = 4
+    before = handle.fingerprint
+    assert handle.fingerprint == before  # deterministic
+    with torch.no_grad():
+        handle.model.bert.encoder.layer[0].output.dense.bias.data[3] += 1e-3  # not seen by version counters
+    assert handle.fingerprint != before
+    renamed = dataclasses.replace(handle, name="other")
+    assert renamed.fingerprint != handle.fingerprint and renamed.card == {"steps": 3}

@@ -26,7 +26,7 @@ KEEP_CHOICES = ("head", "tail", "all")
 #: Word categories of Tables 1-2: the tokens frame's roles, one per word, strongest first.
 CATEGORIES = ROLE_PRIORITY
 _ATTRIBUTIONS_BY = "the attributions frame of bert_insight.layer_ig"
-_TOKENS_BY = "bert_insight.tokens_frame"
+_TOKENS_BY = "bert_insight.tokens"
 #: Part-of-speech groups of Tables 5-6: Penn Treebank tags per group; "noun" = NN + NNP + CD.
 POS_GROUPS: dict[str, tuple[str, ...]] = {
     "NN": ("NN", "NNS"),

@@ -5,7 +5,7 @@ JavaScript, and a self-contained static HTML output under papermill / nbconvert.
 :func:`show`, which embeds BokehJS inline (no CDN) the first time.
 
     from bert_insight import viz
-    viz.show(viz.passage_view(attributions, tokens, example_id=eid, k=5))
+    viz.show(viz.passage_view(attributions, tokens=tokens, example_id=eid, top_k=5))
 
 Views: jsd_heatmaps, passage_view, layer_curves, token_scatter, qa_roles_view (see docs/widgets.md);
 ramnath2020_comparison puts the paper's reported trends next to ours in a frame; ramnath2020_by_depth
@@ -23,7 +23,7 @@ from ..attribution.ramnath2020 import (
     ramnath2020_by_depth,
     ramnath2020_comparison,
 )
-from .tokens_frame import qa_roles_view, token_scatter
+from .tokens import qa_roles_view, token_scatter
 
 __all__ = [
     "DIVERGING",

@@ -37,7 +37,7 @@ from ._common import (
 )
 
 ATTRIBUTIONS_MADE_BY = "bert_insight.layer_ig (its .attributions frame)"
-TOKENS_MADE_BY = "bert_insight.tokens_frame"
+TOKENS_MADE_BY = "bert_insight.tokens"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -52,6 +52,7 @@ def passage_word_scores(
     example_id: str,
     target: str = "start",
     method: str | None = None,
+    quadrature: str | None = None,
 ) -> pd.DataFrame:
     """Word-level scores of one example's passage, per layer.
 
@@ -68,6 +69,7 @@ def passage_word_scores(
     chosen = select_single(attributions, "example_id", example_id, what="attributions")
     chosen = select_single(chosen, "target", target, what="attributions")
     chosen = select_single(chosen, "method", method, what="attributions")
+    chosen = select_single(chosen, "quadrature", quadrature, what="attributions")
     example_tokens = select_single(tokens, "example_id", example_id, what="tokens")
     context = example_tokens[example_tokens["segment"] == "context"]
     if context.empty:
@@ -118,6 +120,7 @@ def passage_view(
     target: str = "start",
     top_k: int = 5,
     method: str | None = None,
+    quadrature: str | None = None,
     color_by: str = "importance",
 ):
     """The passage of one example with each layer's top-k words highlighted (Ramnath et al. Table 3).
@@ -139,7 +142,8 @@ def passage_view(
     k = int(top_k)
     if color_by not in ("importance", "score"):
         raise BertInsightInputError(f"color_by={color_by!r}; use 'importance' or 'score'.")
-    words = passage_word_scores(attributions, tokens=tokens, example_id=example_id, target=target, method=method)
+    words = passage_word_scores(attributions, tokens=tokens, example_id=example_id, target=target, method=method,
+                                quadrature=quadrature)
     top = rank_words(words, k, by=["layer"]).reset_index(drop=True)
     top["color"] = sequential_colors(top["importance"])
     top["text_color"] = [readable_text_color(color) for color in top["color"]]

@@ -20,7 +20,7 @@ from ._common import (
     select_single,
 )
 
-TOKENS_MADE_BY = "bert_insight.tokens_frame"
+TOKENS_MADE_BY = "bert_insight.tokens"
 PROJECTION_MADE_BY = "bert_insight.project_tokens"
 
 _ROLE_LABELS = {
