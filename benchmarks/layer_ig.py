@@ -176,7 +176,7 @@ def bench_model(label: str, handle, how: str, examples: pd.DataFrame, args, peak
           f"hidden {handle.model.config.hidden_size}", flush=True)
     window_args = dict(max_length=args.max_length, doc_stride=args.doc_stride)
     predictions = predict(handle, examples, progress=False, **window_args)
-    chosen = analysis_windows(handle, examples, predictions, **window_args)
+    chosen = analysis_windows(handle, examples, predictions=predictions, **window_args)
     lengths = [len(window) for window, _, _ in chosen]
     print(f"examples {len(examples)}, window lengths {lengths}, n_steps {args.n_steps}", flush=True)
     layers = list(range(handle.num_layers))
@@ -202,7 +202,7 @@ def bench_model(label: str, handle, how: str, examples: pd.DataFrame, args, peak
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            frames = layer_ig(handle, one, layers=chosen_layers or layers, n_steps=n_steps, method="riemann",
+            frames = layer_ig(handle, one, layers=chosen_layers or layers, n_steps=n_steps, quadrature="riemann",
                               precision=precision, progress=False, predictions=predictions, **window_args)
         return time.perf_counter() - start, frames.attributions
 
@@ -239,7 +239,7 @@ def bench_model(label: str, handle, how: str, examples: pd.DataFrame, args, peak
     def ours_count(layer):
         return lambda steps: counted_flops(lambda: layer_ig_module._attribute_window(
             handle, first_window, first_start, last_window_index, layers=[layer], targets=TARGET_NAMES,
-            method="riemann", n_steps=steps, precision="fp32", batch_size=None))
+            quadrature="riemann", n_steps=steps, precision="fp32", steps_per_batch=None))
 
     def captum_count(layer):  # one target; the other costs the same
         return lambda steps: 2 * counted_flops(lambda: captum_layer_ig(
@@ -302,7 +302,7 @@ def quadrature_steps(handle, examples: pd.DataFrame, args) -> None:
     settings = [("riemann", args.n_steps)] + [("gausslegendre", steps) for steps in args.gl_steps]
     for method, steps in settings:
         start = time.perf_counter()
-        _, convergence = layer_ig(handle, examples, n_steps=steps, method=method, progress=False,
+        _, convergence = layer_ig(handle, examples, n_steps=steps, quadrature=method, progress=False,
                                   predictions=predictions, **window_args)
         rows.append({"method": method, "n_steps": steps,
                      "median_relative_delta": convergence.relative_delta.median(),

@@ -18,8 +18,8 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 NOTEBOOK_PARAMETERS = {
     "00_quickstart.ipynb": ["model", "n_examples", "seed"],
-    "01_ramnath2020_layer_ig.ipynb": ["model", "dataset", "n_examples", "n_steps", "method", "precision", "top_k",
-                                      "k", "seed", "projection", "cache_dir"],
+    "01_ramnath2020_layer_ig.ipynb": ["model", "dataset", "n_examples", "n_steps", "quadrature", "precision", "jsd_top_k",
+                                      "top_k", "seed", "projection", "cache_dir"],
 }
 
 
