@@ -23,8 +23,7 @@ from .data.examples import validate_examples
 from .errors import BertInsightInputError
 from .frames import frame_attrs
 from .layers import resolve_layers
-from .qa import predict, validated_analysis_windows, window_settings
-from .tokens_frame import answer_span, window_tokens
+from .tokens_frame import answer_windows, window_tokens
 
 PROJECTION_METHODS = ("tsne", "pca", "ica")
 _AXES = ("x", "y", "z")
@@ -95,22 +94,15 @@ def hidden_states(
 
     examples = validate_examples(examples, allow_empty=False)
     chosen_layers = resolve_layers(layers, handle.num_layers, axis="hidden_states")
-    max_length, doc_stride = window_settings(predictions, max_length, doc_stride)
-    if predictions is None:
-        predictions = predict(handle, examples, max_length=max_length, doc_stride=doc_stride, progress=progress)
-    chosen = validated_analysis_windows(handle, examples, predictions=predictions, max_length=max_length,
-                                        doc_stride=doc_stride)
-    predicted = {str(row["example_id"]): row for _, row in predictions.iterrows()}
-
+    chosen, max_length, doc_stride = answer_windows(handle, examples, predictions=predictions,
+                                                    max_length=max_length, doc_stride=doc_stride, progress=progress)
     pieces: dict[int, list[np.ndarray]] = {layer: [] for layer in chosen_layers}
     frames = []
-    rows = list(zip((example for _, example in examples.iterrows()), chosen))
     with torch.inference_mode():
-        for example, (window, _, _) in tqdm(rows, desc="hidden states", disable=not progress):
+        for example, window, span in tqdm(chosen, desc="hidden states", disable=not progress):
             output = handle.model(**handle.batch_inputs([window]), output_hidden_states=True)
             for layer in chosen_layers:
                 pieces[layer].append(output.hidden_states[layer][0].float().cpu().numpy())
-            span = answer_span(example, predicted.get(example["example_id"]))
             frames.append(window_tokens(handle.tokenizer, window, example["question"], example["context"], span))
     tokens = pd.concat(frames, ignore_index=True)
     attrs = frame_attrs(handle, "bert_insight.hidden_states",

@@ -129,6 +129,24 @@ def window_tokens(tokenizer: PreTrainedTokenizerBase, window: QAWindow, question
     return pd.DataFrame(rows, columns=list(TOKEN_COLUMNS))
 
 
+def answer_windows(handle: QAModelHandle, examples: pd.DataFrame, *, predictions: pd.DataFrame | None,
+                   max_length: int | None, doc_stride: int | None,
+                   progress: bool) -> tuple[list[tuple[pd.Series, QAWindow, tuple[int, int] | None]], int, int]:
+    """For validated examples: (example row, analysis window, answer span) each, and the window settings.
+
+    Predicts first when ``predictions`` is None. The span is the first gold answer's, else the
+    prediction's (None for neither). Every per-token verb (tokens, hidden states) starts here.
+    """
+    max_length, doc_stride = window_settings(predictions, max_length, doc_stride)
+    if predictions is None:
+        predictions = predict(handle, examples, max_length=max_length, doc_stride=doc_stride, progress=progress)
+    chosen = validated_analysis_windows(handle, examples, predictions=predictions, max_length=max_length,
+                                        doc_stride=doc_stride)
+    predicted = {str(row["example_id"]): row for _, row in predictions.iterrows()}
+    return ([(example, window, answer_span(example, predicted.get(example["example_id"])))
+             for (_, example), (window, _, _) in zip(examples.iterrows(), chosen)], max_length, doc_stride)
+
+
 @keywords_only("predictions")
 def tokens(
     handle: QAModelHandle,
@@ -156,16 +174,10 @@ def tokens(
     are the predictions' own.
     """
     examples = validate_examples(examples, allow_empty=False)
-    max_length, doc_stride = window_settings(predictions, max_length, doc_stride)
-    if predictions is None:
-        predictions = predict(handle, examples, max_length=max_length, doc_stride=doc_stride, progress=progress)
-    chosen = validated_analysis_windows(handle, examples, predictions=predictions, max_length=max_length,
-                                        doc_stride=doc_stride)
-    predicted = {str(row["example_id"]): row for _, row in predictions.iterrows()}
-    frames = []
-    for (_, example), (window, _, _) in zip(examples.iterrows(), chosen):
-        span = answer_span(example, predicted.get(example["example_id"]))
-        frames.append(window_tokens(handle.tokenizer, window, example["question"], example["context"], span))
+    chosen, max_length, doc_stride = answer_windows(handle, examples, predictions=predictions,
+                                                    max_length=max_length, doc_stride=doc_stride, progress=progress)
+    frames = [window_tokens(handle.tokenizer, window, example["question"], example["context"], span)
+              for example, window, span in chosen]
     frame = pd.concat(frames, ignore_index=True) if frames else empty_frame(TOKEN_COLUMNS)
     frame.attrs = frame_attrs(handle, "bert_insight.tokens", {"max_length": max_length, "doc_stride": doc_stride})
     return frame
