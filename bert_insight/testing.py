@@ -91,5 +91,5 @@ def top_word_sets(attributions: pd.DataFrame, k: int = 5) -> pd.Series:
     """The set of the k most important passage words, indexed by (example_id, layer, target)."""
     from .attribution.analysis import top_words
 
-    top = top_words(attributions, k=k)
+    top = top_words(attributions, top_k=k)
     return top.groupby(["example_id", "layer", "target"]).word_index.apply(frozenset)
