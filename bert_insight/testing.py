@@ -12,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
+from .attribution.analysis import top_words
 from .models.adapters import _get_path
 
 #: Our quadrature names -> captum's.
@@ -89,7 +90,5 @@ def captum_layer_ig(handle, window, layer: int, target: str, index: int, method:
 
 def top_word_sets(attributions: pd.DataFrame, k: int = 5) -> pd.Series:
     """The set of the k most important passage words, indexed by (example_id, layer, target)."""
-    from .attribution.analysis import top_words
-
     top = top_words(attributions, top_k=k)
     return top.groupby(["example_id", "layer", "target"]).word_index.apply(frozenset)
