@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from .attribution.analysis import top_words
-from .models.adapters import _get_path
+from .models.adapters import module_at
 
 #: Our quadrature names -> captum's.
 CAPTUM_METHOD = {"riemann": "riemann_right", "gausslegendre": "gausslegendre"}
@@ -34,7 +34,7 @@ def module_holding_layer(handle, layer: int) -> torch.nn.Module:
     """The module whose output is hidden state ``layer`` inside the model's own forward."""
     adapter, model = handle.adapter, handle.model
     if layer == 0:
-        return _get_path(adapter.base_model(model), adapter.embedding_projection_path or adapter.embeddings_path)
+        return module_at(adapter.base_model(model), adapter.embedding_projection_path or adapter.embeddings_path)
     if adapter.family == "albert":
         raise ValueError("ALBERT's blocks share one module; only layer 0 has a module of its own")
     return adapter.blocks(model)[layer - 1]

@@ -23,7 +23,8 @@ from ..errors import BertInsightInputError
 _TRANSFORMERS_MAJOR = int(transformers.__version__.split(".")[0])
 
 
-def _get_path(root: nn.Module, dotted: str) -> nn.Module:
+def module_at(root: nn.Module, dotted: str) -> nn.Module:
+    """The submodule of ``root`` at the dotted attribute path (e.g. "encoder.layer")."""
     return reduce(getattr, dotted.split("."), root)
 
 
@@ -71,13 +72,13 @@ class ArchitectureAdapter:
             n_layers = self.num_layers(model)
             n_groups = model.config.num_hidden_groups
             return [groups[int(i / (n_layers / n_groups))] for i in range(n_layers)]
-        return list(_get_path(base, self.blocks_path))
+        return list(module_at(base, self.blocks_path))
 
     def block_part(self, model: nn.Module, layer: int, dotted: str) -> nn.Module:
         block = self.blocks(model)[layer]
         if self.family == "albert":
             block = block.albert_layers[0]
-        return _get_path(block, dotted)
+        return module_at(block, dotted)
 
     def attention_output_projection(self, model: nn.Module, layer: int) -> nn.Linear:
         return self.block_part(model, layer, self.attention_output_projection_path)
@@ -89,7 +90,7 @@ class ArchitectureAdapter:
         return self.block_part(model, layer, self.self_attention_path)
 
     def qa_head(self, model: nn.Module) -> nn.Linear:
-        return _get_path(model, self.qa_head_path)
+        return module_at(model, self.qa_head_path)
 
     # ---- running pieces of the forward pass ---------------------------------------------------
     def embed(
@@ -100,13 +101,13 @@ class ArchitectureAdapter:
     ) -> torch.Tensor:
         """Hidden state 0 (the input of block 0) for ``input_ids``."""
         base = self.base_model(model)
-        embeddings = _get_path(base, self.embeddings_path)
+        embeddings = module_at(base, self.embeddings_path)
         if self.uses_token_type_ids and token_type_ids is not None:
             hidden = embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
         else:
             hidden = embeddings(input_ids=input_ids)
         if self.embedding_projection_path is not None:
-            hidden = _get_path(base, self.embedding_projection_path)(hidden)
+            hidden = module_at(base, self.embedding_projection_path)(hidden)
         return hidden
 
     def run_block(
