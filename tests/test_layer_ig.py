@@ -189,9 +189,12 @@ def test_layer_selections_and_old_parameter_names(tiny_handle):
     every, _ = layer_ig(tiny_handle, make_examples(1), layers="all", **settings)
     assert sorted(block_inputs.layer.unique()) == list(range(tiny_handle.num_layers))
     assert sorted(every.layer.unique()) == list(range(tiny_handle.num_layers + 1))
-    with pytest.warns(DeprecationWarning, match="quadrature"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         old, _ = layer_ig(tiny_handle, make_examples(1), layers=[1], method="gausslegendre", batch_size=1,
                           **settings)
+    said = " ".join(str(w.message) for w in caught if issubclass(w.category, DeprecationWarning))
+    assert "pass quadrature=" in said and "pass steps_per_batch=" in said
     new, _ = layer_ig(tiny_handle, make_examples(1), layers=[1], quadrature="gausslegendre", steps_per_batch=1,
                       **settings)
     pd.testing.assert_frame_equal(old, new)
