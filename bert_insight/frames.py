@@ -55,7 +55,3 @@ def require_columns(frame: Any, columns: Iterable[str], *, what: str, made_by: s
     if frame.empty and not allow_empty:
         raise BertInsightInputError(f"{what} is empty. Pass the (non-empty) frame made by {made_by}.")
     return frame
-
-
-def empty_frame(columns: Iterable[str]) -> pd.DataFrame:
-    return pd.DataFrame(columns=list(columns))

@@ -16,8 +16,8 @@ import pandas as pd
 
 from ._compat import keywords_only
 from .data.examples import first_answer_span, validate_examples
-from .frames import TOKEN_COLUMNS, empty_frame, frame_attrs
-from .qa import predict, validated_analysis_windows, window_settings
+from .frames import TOKEN_COLUMNS, frame_attrs
+from .qa import validated_analysis_windows, window_settings
 from .text import ROLE_PRIORITY, SUPPORTING_DISTANCE, is_number_word, is_punctuation, stopword_set
 from .windows import QAWindow
 
@@ -62,16 +62,6 @@ def _inside_numeral(char_start: int, char_end: int, starts: list[int], chunks) -
         return False
     start, end, numeric = chunks[position]
     return numeric and start <= char_start and char_end <= end
-
-
-def answer_span(example, prediction=None) -> tuple[int, int] | None:
-    """Character span [start, end) of the first gold answer, else of the prediction, else None."""
-    span = first_answer_span(example)
-    if span is not None:
-        return span
-    if prediction is not None and int(prediction["pred_start"]) >= 0:
-        return int(prediction["pred_start"]), int(prediction["pred_end"])
-    return None
 
 
 def window_tokens(tokenizer: PreTrainedTokenizerBase, window: QAWindow, question: str, context: str,
@@ -134,17 +124,18 @@ def answer_windows(handle: QAModelHandle, examples: pd.DataFrame, *, predictions
                    progress: bool) -> tuple[list[tuple[pd.Series, QAWindow, tuple[int, int] | None]], int, int]:
     """For validated examples: (example row, analysis window, answer span) each, and the window settings.
 
-    Predicts first when ``predictions`` is None. The span is the first gold answer's, else the
-    prediction's (None for neither). Every per-token verb (tokens, hidden states) starts here.
+    Predicts first when ``predictions`` is None. The span is the first gold answer's, else the predicted
+    span's (its tokens' characters, which the analysis window has checked against pred_start/pred_end;
+    None for a null prediction). Every per-token verb (tokens, hidden states) starts here.
     """
     max_length, doc_stride = window_settings(predictions, max_length, doc_stride)
-    if predictions is None:
-        predictions = predict(handle, examples, max_length=max_length, doc_stride=doc_stride, progress=progress)
     chosen = validated_analysis_windows(handle, examples, predictions=predictions, max_length=max_length,
-                                        doc_stride=doc_stride)
-    predicted = {str(row["example_id"]): row for _, row in predictions.iterrows()}
-    return ([(example, window, answer_span(example, predicted.get(example["example_id"])))
-             for (_, example), (window, _, _) in zip(examples.iterrows(), chosen)], max_length, doc_stride)
+                                        doc_stride=doc_stride, progress=progress)
+    spans = []
+    for (_, example), (window, start_index, end_index) in zip(examples.iterrows(), chosen):
+        predicted = window.char_span(start_index, end_index) if start_index in window.context_positions else None
+        spans.append((example, window, first_answer_span(example) or predicted))
+    return spans, max_length, doc_stride
 
 
 @keywords_only("predictions")
@@ -178,6 +169,6 @@ def tokens(
                                                     max_length=max_length, doc_stride=doc_stride, progress=progress)
     frames = [window_tokens(handle.tokenizer, window, example["question"], example["context"], span)
               for example, window, span in chosen]
-    frame = pd.concat(frames, ignore_index=True) if frames else empty_frame(TOKEN_COLUMNS)
+    frame = pd.concat(frames, ignore_index=True)
     frame.attrs = frame_attrs(handle, "bert_insight.tokens", {"max_length": max_length, "doc_stride": doc_stride})
     return frame

@@ -159,7 +159,10 @@ def encode_validated_windows(tokenizer: PreTrainedTokenizerBase, examples: pd.Da
 
 def collate_windows(windows: list[QAWindow], device: torch.device | str, *, pad_token_id: int,
                     token_type_ids: bool = True) -> dict:
-    """Pad ``windows`` to the longest one in the batch (dynamic padding) and stack them on ``device``."""
+    """Pad ``windows`` to the longest one in the batch (dynamic padding) and stack them on ``device``.
+
+    token_type_ids are included when asked for and every window has them (the one place that decides).
+    """
     width = max(len(window) for window in windows)
     input_ids = torch.full((len(windows), width), pad_token_id, dtype=torch.long)
     attention_mask = torch.zeros((len(windows), width), dtype=torch.long)

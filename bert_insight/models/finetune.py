@@ -1,7 +1,7 @@
 """Fine-tune an extractive QA model on SQuAD-style examples (a plain torch loop).
 
 Featurisation is the standard SQuAD recipe (Hugging Face ``run_qa.py``): each example is cut into
-overlapping windows by :func:`bert_insight.qa.encode_windows`; a window that holds the whole first
+overlapping windows by :func:`bert_insight.windows.encode_windows`; a window that holds the whole first
 gold answer is labelled with the tokens covering the answer's first and last characters, any other
 window (and every window of an unanswerable question) points start and end at the CLS token.
 
@@ -52,7 +52,7 @@ class LabelledWindow(NamedTuple):
 # ---- featurisation -------------------------------------------------------------------------------
 def training_windows(tokenizer, examples: pd.DataFrame, *, max_length: int = 384,
                      doc_stride: int = 128) -> list[LabelledWindow]:
-    """Windows of every example (as :func:`bert_insight.qa.encode_windows`) with answer token labels.
+    """Windows of every example (as :func:`bert_insight.windows.encode_windows`) with answer token labels.
 
     The label is the first gold answer (the SQuAD training convention). A window is labelled with the
     answer only when the answer's characters lie wholly inside the window's context tokens.

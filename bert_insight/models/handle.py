@@ -83,18 +83,14 @@ class QAModelHandle:
         pad = getattr(self.tokenizer, "pad_token_id", None)
         return 0 if pad is None else int(pad)
 
-    def uses_token_type_ids(self, windows: list[QAWindow]) -> bool:
-        """Whether model inputs carry segment ids: the family embeds them and the tokenizer made them."""
-        return self.adapter.uses_token_type_ids and all(window.token_type_ids is not None for window in windows)
-
     def batch_inputs(self, windows: list[QAWindow]) -> dict[str, torch.Tensor]:
         """Model keyword arguments for ``windows`` on the handle's device, padded to the longest one.
 
-        Keys: input_ids and attention_mask, shape (batch, longest window); token_type_ids where
-        :meth:`uses_token_type_ids`.
+        Keys: input_ids and attention_mask, shape (batch, longest window); token_type_ids where the family
+        embeds segment ids and the tokenizer made them (``collate_windows`` checks the windows).
         """
         return collate_windows(windows, self.device, pad_token_id=self.pad_token_id,
-                               token_type_ids=self.uses_token_type_ids(windows))
+                               token_type_ids=self.adapter.uses_token_type_ids)
 
     def check_fits(self, max_length: int) -> None:
         """Raise BertInsightInputError when windows of ``max_length`` tokens exceed the position embeddings."""

@@ -95,6 +95,18 @@ def require_complete(directory: Path, what: str) -> None:
         )
 
 
+def is_installed(directory: str | os.PathLike | None = None) -> bool:
+    """True for a complete model with a readable card; False when ``directory`` (default:
+    :func:`default_model_dir`) does not exist; BertInsightInputError naming the damage otherwise, so a
+    damaged model is reported rather than silently rebuilt or used."""
+    directory = default_model_dir() if directory is None else Path(directory)
+    if not directory.exists():
+        return False
+    require_complete(directory, "The default model")
+    read_card(directory)
+    return True
+
+
 # ---- atomic placement ----------------------------------------------------------------------------------
 @contextmanager
 def default_model_lock(*, on_wait=None) -> Iterator[None]:
