@@ -22,6 +22,10 @@ _EXPORTS: dict[str, str] = {
     "from_model": "bert_insight.models.handle",
     "QAModelHandle": "bert_insight.models.handle",
     "finetune_qa": "bert_insight.models.finetune",
+    "load_classifier": "bert_insight.models.loading",
+    "finetune_classifier": "bert_insight.models.finetune",
+    "ClassifierHandle": "bert_insight.models.handle",
+    "ModelHandle": "bert_insight.models.handle",
     "save_checkpoint": "bert_insight.models.checkpoint",
     "default_model_dir": "bert_insight.models.store",
     "export_default_model": "bert_insight.models.store",
@@ -33,11 +37,17 @@ _EXPORTS: dict[str, str] = {
     "load_babi": "bert_insight.data",
     "validate_examples": "bert_insight.data",
     "HELDOUT_TITLES": "bert_insight.data",
+    "load_glue": "bert_insight.data",
+    "validate_sentence_examples": "bert_insight.data",
+    "split_examples": "bert_insight.data",
     # QA predictions and tokens
     "predict": "bert_insight.qa",
     "evaluate": "bert_insight.qa",
     "analysis_windows": "bert_insight.qa",
     "tokens": "bert_insight.tokens_frame",
+    # sentence classification (GLUE)
+    "classify": "bert_insight.classification",
+    "evaluate_classifier": "bert_insight.classification",
     # attribution (Ramnath et al. 2020)
     "layer_ig": "bert_insight.attribution.layer_ig",
     "importance_jsd": "bert_insight.attribution.analysis",

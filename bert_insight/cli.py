@@ -372,12 +372,12 @@ def format_card(card: dict) -> list[str]:
     return lines
 
 
-def _print_card(directory: Path, card: dict, *, full: bool) -> None:
+def _print_card(directory: Path, card: dict, *, full: bool, what: str = "default model") -> None:
     """``default model: DIR``, the card summary (or every field when ``full``), and the card file's path."""
     from .models.default import card_summary
     from .models.store import CARD_FILE
 
-    print(f"default model: {directory}")
+    print(f"{what}: {directory}")
     shown = card if full else card_summary(card)
     if shown:
         print("\n".join(format_card(shown)))
@@ -403,8 +403,39 @@ def _model_build(rebuild: bool, train_minutes: float | None) -> int:
     return 0
 
 
-def _model_info(full: bool) -> int:
+def _classifier_tasks(task: str | None, all_tasks: bool) -> list[str]:
+    from .models.default_classifiers import DEFAULT_TASKS, check_default_task
+
+    if task is not None and all_tasks:
+        raise UsageError("pass --task TASK or --all, not both")
+    return list(DEFAULT_TASKS) if all_tasks else [check_default_task(task)] if task is not None else []
+
+
+def _build_classifiers(tasks: list[str], *, rebuild: bool, glue_dir: str | None, precision: str) -> int:
+    from .models.default_classifiers import ensure_default_classifier
+    from .models.store import read_card
+
+    for task in tasks:
+        directory = ensure_default_classifier(task, glue_dir=glue_dir, precision=precision, rebuild=rebuild)
+        _print_card(directory, read_card(directory), full=False, what=f"default {task} classifier")
+    return 0
+
+
+def _model_info(full: bool, task: str | None = None) -> int:
     from .models.store import default_model_dir, is_installed, read_card
+
+    if task is not None:
+        from .models.default_classifiers import check_default_task, default_classifier_dir
+
+        task = check_default_task(task)
+        directory = default_classifier_dir(task)
+        if not is_installed(directory, what=f"The default {task} classifier"):
+            print(f"The default {task} classifier is not built yet (expected in {directory}). Run "
+                  f"`bert-insight model build --task {task} --glue-dir PATH` (PATH: a GLUE data folder; QNLI "
+                  "needs none).", file=sys.stderr)
+            return 1
+        _print_card(directory, read_card(directory), full=full, what=f"default {task} classifier")
+        return 0
 
     directory = default_model_dir()
     if not is_installed(directory):  # a damaged model raises, naming the missing files and what to do
@@ -474,11 +505,23 @@ def build_parser() -> argparse.ArgumentParser:
     build = model_commands.add_parser("build", help="build the offline default model (once per machine)",
                                       formatter_class=_StandardStepsHelpFormatter)
     build.add_argument("--rebuild", action="store_true", help="build again even if it exists")
+    build.add_argument("--task", default=None, metavar="TASK",
+                       help="build the default sentence classifier for a GLUE task instead (mrpc, stsb, sst2, rte, "
+                            "qnli); see docs/classifiers.md")
+    build.add_argument("--all", action="store_true", dest="all_tasks",
+                       help="build all five default GLUE classifiers (not the QA model)")
+    build.add_argument("--glue-dir", default=None, metavar="PATH",
+                       help="GLUE data folder for the classifiers (holding MRPC/, STS-B/, ...); default: the bundled "
+                            "QNLI data, or the `datasets` hub copy when online")
+    build.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
+                       help="classifiers only: 'auto' trains in bf16 where the CPU/GPU multiplies bf16 natively "
+                            "(the card records it), fp32 gives the same arithmetic everywhere")
     build.add_argument("--train-minutes", type=float, default=None, metavar="N",
                        help="opt in to a time budget of N minutes for the training loop (default: the standard "
                             "recipe of {standard_steps} optimiser steps, the same model on every machine); a "
                             "budget gives a machine-dependent model, weaker on a slow machine")
     info = model_commands.add_parser("info", help="print the default model's card summary and the card file's path")
+    info.add_argument("--task", default=None, metavar="TASK", help="a default GLUE classifier's card instead")
     info.add_argument("--full", action="store_true",
                       help="every field of the card (the training log summarised in one line)")
     export = model_commands.add_parser("export", help="copy the default model to a directory or archive")
@@ -503,12 +546,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "model":
             if args.model_command == "build":
+                tasks = _classifier_tasks(args.task, args.all_tasks)
+                if tasks:
+                    if args.train_minutes is not None:
+                        raise UsageError("--train-minutes is for the QA model; the classifiers' recipe is 3 epochs")
+                    return _build_classifiers(tasks, rebuild=args.rebuild, glue_dir=args.glue_dir,
+                                              precision=args.precision)
                 return _model_build(args.rebuild, args.train_minutes)
             if args.model_command == "export":
                 return _model_export(args.path)
             if args.model_command == "import":
                 return _model_import(args.path, args.replace)
-            return _model_info(args.full)
+            return _model_info(args.full, args.task)
         return _reproduce(args)
     except (UsageError, BertInsightInputError) as error:
         message = " ".join(str(error).splitlines())  # one line, whatever the message

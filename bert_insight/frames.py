@@ -27,6 +27,10 @@ TOKEN_COLUMNS = (
 #: method ("layer_ig"), ``quadrature`` the integration rule it used ("riemann" / "gausslegendre").
 ATTRIBUTION_COLUMNS = ("example_id", "method", "quadrature", "layer", "target", "token_index", "word_index",
                        "segment", "score", "norm", "importance")
+#: :func:`bert_insight.classify` (followed by one ``prob_<label name>`` column per class).
+CLASSIFIER_PREDICTION_COLUMNS = ("example_id", "task", "label", "prediction", "correct")
+#: The scores frame of :func:`bert_insight.evaluate_classifier`.
+CLASSIFIER_SCORE_COLUMNS = ("task", "metric", "value", "n_examples")
 CONVERGENCE_COLUMNS = ("example_id", "method", "quadrature", "layer", "target", "delta", "relative_delta")
 
 

@@ -1,8 +1,13 @@
-"""QA model inputs: the question plus one slice of the context per window, and batches of windows.
+"""Model inputs: QA windows (the question plus one slice of the context), sentence(-pair) inputs,
+and batches of either.
 
 A long context is cut into overlapping windows (question first, then a slice of the context), as in
 Hugging Face's ``run_qa.py``. Every verb that runs a QA model goes through :func:`encode_windows`, and
 ``bert_insight.models.handle.QAModelHandle.batch_inputs`` turns windows into padded tensors.
+
+Sentence tasks (GLUE) use the same :class:`QAWindow` record, one per example, with text_a as
+sequence 0 and text_b as sequence 1 (:func:`encode_sentences`), so batching, tokens frames and
+attention analyses serve both kinds of model.
 
 Shapes: one window is T tokens; a batch is (B, T_max) after dynamic padding.
 """
@@ -177,3 +182,42 @@ def collate_windows(windows: list[QAWindow], device: torch.device | str, *, pad_
     if types is not None:
         inputs["token_type_ids"] = types.to(device)
     return inputs
+
+
+# ---- sentence(-pair) inputs ------------------------------------------------------------------------
+#: Sentence-task inputs longer than this are truncated (longest sentence first), as GLUE fine-tuning does.
+DEFAULT_SENTENCE_MAX_LENGTH = 128
+
+
+def encode_sentences(tokenizer: PreTrainedTokenizerBase, examples: pd.DataFrame, *,
+                     max_length: int = DEFAULT_SENTENCE_MAX_LENGTH) -> list[QAWindow]:
+    """One window per example of a sentence-task frame (``bert_insight.data.glue``'s layout, validated
+    by the caller): text_a as sequence 0 and text_b (when the task has pairs) as sequence 1, truncated
+    longest-first to ``max_length`` tokens. ``offsets`` index text_a or text_b by ``sequence_ids``."""
+    _check_tokenizer(tokenizer)
+    if not (isinstance(max_length, int) and max_length > 0):
+        raise BertInsightInputError(f"max_length={max_length!r}; pass a positive number of tokens such as 128.")
+    if examples.empty:
+        return []
+    first = examples["text_a"].tolist()
+    second = examples["text_b"].tolist()
+    paired = any(isinstance(text, str) for text in second)
+    if paired and not all(isinstance(text, str) for text in second):
+        raise BertInsightInputError("Some examples have a text_b and some do not; a frame holds one task, all "
+                                    "pairs or all single sentences.")
+    specials = tokenizer.num_special_tokens_to_add(pair=paired)
+    if max_length <= specials + (2 if paired else 1):
+        raise BertInsightInputError(f"max_length={max_length} leaves no room for text after the {specials} "
+                                    "special tokens; pass 128 or so.")
+    encoding = tokenizer(first, second if paired else None, truncation=True, max_length=max_length,
+                         return_offsets_mapping=True, padding=False)
+    has_token_types = "token_type_ids" in encoding
+    windows = []
+    for row, example_id in enumerate(examples["example_id"]):
+        windows.append(QAWindow(
+            example_id=str(example_id), window_index=0, input_ids=list(encoding["input_ids"][row]),
+            token_type_ids=list(encoding["token_type_ids"][row]) if has_token_types else None,
+            offsets=[(int(start), int(end)) for start, end in encoding["offset_mapping"][row]],
+            sequence_ids=list(encoding.sequence_ids(row)), word_ids=list(encoding.word_ids(row)), n_windows=1,
+        ))
+    return windows

@@ -21,9 +21,11 @@ LAYERS = {
     "bert_insight.windows": 2, "bert_insight.pos": 2,
     "bert_insight.pos_training": 3, "bert_insight.models.adapters": 3, "bert_insight.models.offline": 3,
     "bert_insight.models.handle": 3, "bert_insight.models.store": 3, "bert_insight.models.checkpoint": 3,
-    "bert_insight.qa": 4, "bert_insight.models.finetune": 4,
+    "bert_insight.models.training": 3,
+    "bert_insight.qa": 4, "bert_insight.classification": 4, "bert_insight.models.finetune": 4,
     "bert_insight.tokens_frame": 5,
     "bert_insight.attribution": 6, "bert_insight.representations": 6, "bert_insight.models.default": 6,
+    "bert_insight.models.default_classifiers": 6,
     "bert_insight.models.loading": 7, "bert_insight.testing": 7,
     "bert_insight.viz": 8, "bert_insight.cli": 8,
 }

@@ -116,10 +116,10 @@ def test_bad_answer_offsets_are_refused(tokenizer):
 
 
 def test_time_budget_shrinks_the_schedule_so_lr_still_reaches_zero(tokenizer, monkeypatch):
-    import bert_insight.models.finetune as finetune
+    import bert_insight.models.training as training
 
     clock = iter(range(10_000))  # a fake clock: every reading is one second later
-    monkeypatch.setattr(finetune.time, "perf_counter", lambda: float(next(clock)))
+    monkeypatch.setattr(training.time, "perf_counter", lambda: float(next(clock)))
     base = from_model(tiny_qa_model("bert"), tokenizer, name="tiny-bert", device="cpu")
     tuned = finetune_qa(base, code_examples(40, 0), epochs=10, lr=1e-3, batch_size=8, bf16=False,
                         progress=False, max_seconds=20, **WINDOWS)
@@ -132,7 +132,7 @@ def test_time_budget_shrinks_the_schedule_so_lr_still_reaches_zero(tokenizer, mo
 
 
 def test_time_budget_plan_grows_when_the_machine_gets_faster(tokenizer, monkeypatch):
-    import bert_insight.models.finetune as finetune
+    import bert_insight.models.training as training
 
     readings = [0.0]
 
@@ -140,7 +140,7 @@ def test_time_budget_plan_grows_when_the_machine_gets_faster(tokenizer, monkeypa
         readings.append(readings[-1] + (2.0 if len(readings) <= 11 else 0.5))
         return readings[-2]
 
-    monkeypatch.setattr(finetune.time, "perf_counter", clock)
+    monkeypatch.setattr(training.time, "perf_counter", clock)
     base = from_model(tiny_qa_model("bert"), tokenizer, name="tiny-bert", device="cpu")
     tuned = finetune_qa(base, code_examples(40, 0), epochs=10, lr=1e-3, batch_size=8, bf16=False,
                         progress=False, max_seconds=30, **WINDOWS)
@@ -316,14 +316,14 @@ def test_standard_recipe_is_a_fixed_number_of_fp32_steps(monkeypatch):
 
 
 def test_max_steps_fixes_the_run_whatever_the_clock_says(tokenizer, monkeypatch):
-    import bert_insight.models.finetune as finetune
+    import bert_insight.models.training as training
 
     base = from_model(tiny_qa_model("bert"), tokenizer, name="tiny-bert", device="cpu")
     examples = code_examples(24, 0)
     settings = dict(max_steps=7, lr=1e-3, batch_size=4, bf16=False, progress=False, **WINDOWS)
     first = finetune_qa(base, examples, **settings)
     clock = iter(range(0, 10_000_000, 1000))  # a machine 1000x slower: no budget, so the run is the same
-    monkeypatch.setattr(finetune.time, "perf_counter", lambda: float(next(clock)))
+    monkeypatch.setattr(training.time, "perf_counter", lambda: float(next(clock)))
     second = finetune_qa(base, examples, **settings)
     assert first.card["steps"] == second.card["steps"] == 7 and not second.card["stopped_by_time_budget"]
     assert training_log(first)["loss"].tolist() == training_log(second)["loss"].tolist()

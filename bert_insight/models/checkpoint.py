@@ -16,7 +16,7 @@ import torch
 
 from ..errors import BertInsightInputError
 from .adapters import adapter_for
-from .handle import ATTENTION_CHOICES, QAModelHandle, from_model
+from .handle import ATTENTION_CHOICES, ClassifierHandle, ModelHandle, QAModelHandle, from_model
 from .store import CARD_FILE, read_card
 
 DTYPE_NAMES = ("float32", "float16", "bfloat16")
@@ -40,6 +40,56 @@ def check_attention(attention: str) -> str:
     return attention
 
 
+def _config_for(source: str, display_name: str, local: bool):
+    from transformers import AutoConfig
+
+    if local and not (Path(source) / "config.json").is_file():
+        raise BertInsightInputError(
+            f"{source} has no config.json, so it is not a saved model. Pass the directory that "
+            "save_pretrained (or bert_insight's save_checkpoint) wrote, or a hub name.")
+    try:
+        return AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as error:
+        where = "the directory" if local else "the hub (needs internet once)"
+        raise BertInsightInputError(
+            f"Could not load a model config for {display_name!r} from {where}: {error.__class__.__name__}. "
+            "Without internet, pass a local directory, or None for the offline default model."
+        ) from error
+
+
+def _weights(auto_class, source: str, kwargs: dict, display_name: str):
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        try:
+            return _from_pretrained_with_info(auto_class, source, kwargs)
+        except (OSError, RuntimeError, ValueError, EOFError) as error:
+            # safetensors raises its own SafetensorError (a subclass of none of these) on truncated files
+            raise _weights_error(display_name, error) from error
+        except Exception as error:
+            if type(error).__name__ == "SafetensorError":
+                raise _weights_error(display_name, error) from error
+            raise
+
+
+def _tokenizer(source: str, display_name: str):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as error:
+        raise BertInsightInputError(
+            f"Could not load the tokenizer of {display_name!r}: {error.__class__.__name__}. Save the tokenizer "
+            "next to the weights (tokenizer.save_pretrained(directory)).") from error
+
+
+def _load_kwargs(attention: str, dtype) -> dict:
+    kwargs = {"attn_implementation": check_attention(attention)}
+    torch_dtype = resolve_dtype(dtype)
+    if torch_dtype is not None:
+        kwargs["dtype"] = torch_dtype
+    return kwargs
+
+
 def load_checkpoint(
     source: str,
     *,
@@ -54,40 +104,14 @@ def load_checkpoint(
     The directory's ``model_card.json`` (if any) becomes the handle's card. A checkpoint without a
     trained QA head is refused unless ``allow_new_qa_head``.
     """
-    from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer
+    from transformers import AutoModelForQuestionAnswering
 
-    check_attention(attention)
-    torch_dtype = resolve_dtype(dtype)
+    kwargs = _load_kwargs(attention, dtype)
     display_name = display_name or source
     local = Path(source).is_dir()
-    if local and not (Path(source) / "config.json").is_file():
-        raise BertInsightInputError(
-            f"{source} has no config.json, so it is not a saved model. Pass the directory that "
-            "save_pretrained (or bert_insight's save_checkpoint) wrote, or a hub name.")
-    try:
-        config = AutoConfig.from_pretrained(source)
-    except (OSError, ValueError) as error:
-        where = "the directory" if local else "the hub (needs internet once)"
-        raise BertInsightInputError(
-            f"Could not load a model config for {display_name!r} from {where}: {error.__class__.__name__}. "
-            "Without internet, pass a local directory, or None for the offline default model."
-        ) from error
-    adapter = adapter_for(config)
+    adapter = adapter_for(_config_for(source, display_name, local))
     card = read_card(source) if local else {}
-    kwargs = {"attn_implementation": attention}
-    if torch_dtype is not None:
-        kwargs["dtype"] = torch_dtype
-    with warnings.catch_warnings(record=True):
-        warnings.simplefilter("always")
-        try:
-            model, info = _from_pretrained_with_info(AutoModelForQuestionAnswering, source, kwargs)
-        except (OSError, RuntimeError, ValueError, EOFError) as error:
-            # safetensors raises its own SafetensorError (a subclass of none of these) on truncated files
-            raise _weights_error(display_name, error) from error
-        except Exception as error:
-            if type(error).__name__ == "SafetensorError":
-                raise _weights_error(display_name, error) from error
-            raise
+    model, info = _weights(AutoModelForQuestionAnswering, source, kwargs, display_name)
     missing = set(info.get("missing_keys", []))
     if any(key.startswith(adapter.qa_head_path) for key in missing) and not allow_new_qa_head:
         raise BertInsightInputError(
@@ -95,13 +119,75 @@ def load_checkpoint(
             "Use a *ForQuestionAnswering checkpoint, fine-tune it with bert_insight.finetune_qa, or pass "
             "allow_new_qa_head=True to analyse the untrained head anyway."
         )
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    except (OSError, ValueError) as error:
+    return from_model(model, _tokenizer(source, display_name), name=display_name, device=device, card=card)
+
+
+#: Parameter-name prefixes of the sequence-classification heads of the supported families.
+CLASSIFIER_HEAD_PREFIXES = ("classifier.", "pre_classifier.")
+
+
+def load_classifier_checkpoint(
+    source: str,
+    *,
+    task: str | None = None,
+    device: str | torch.device = "auto",
+    attention: str = "sdpa",
+    dtype: torch.dtype | str | None = None,
+    allow_new_classifier_head: bool = False,
+    display_name: str | None = None,
+) -> ClassifierHandle:
+    """A :class:`ClassifierHandle` for the sequence-classification checkpoint at ``source`` (a local
+    directory or a hub name) for ``task`` (None: the task the card or config names).
+
+    A checkpoint without a trained head for the task (a base model, or a head of another size) is
+    refused unless ``allow_new_classifier_head``: then a new, randomly initialised head of the task's size
+    is attached (the seed is torch's global one).
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    from ..data.glue import glue_task
+
+    kwargs = _load_kwargs(attention, dtype)
+    display_name = display_name or source
+    local = Path(source).is_dir()
+    config = _config_for(source, display_name, local)
+    adapter_for(config)
+    card = read_card(source) if local else {}
+    task = task or card.get("task") or getattr(config, "finetuning_task", None)
+    if not task:
         raise BertInsightInputError(
-            f"Could not load the tokenizer of {display_name!r}: {error.__class__.__name__}. Save the tokenizer "
-            "next to the weights (tokenizer.save_pretrained(directory)).") from error
-    return from_model(model, tokenizer, name=display_name, device=device, card=card)
+            f"{display_name!r} does not say which task it classifies; pass task= (e.g. 'mrpc', 'stsb', 'sst2').")
+    try:
+        spec = glue_task(task)
+    except BertInsightInputError:
+        spec = None
+    trained_as_classifier = any(str(name).endswith("ForSequenceClassification")
+                                for name in (getattr(config, "architectures", None) or []))
+    if spec is not None:
+        if trained_as_classifier and int(config.num_labels) != spec.num_labels:
+            if not allow_new_classifier_head:
+                raise BertInsightInputError(
+                    f"{display_name!r} has a classifier head with {config.num_labels} outputs; GLUE {spec.name} needs "
+                    f"{spec.num_labels}. Load it for its own task, or pass allow_new_classifier_head=True to "
+                    "replace the head with an untrained one of the right size.")
+            kwargs["ignore_mismatched_sizes"] = True
+        # The task's head size and label names go into the config (transformers 5 takes no such kwargs).
+        config.num_labels = spec.num_labels
+        config.finetuning_task = spec.name
+        names = spec.label_names or ("score",)
+        config.id2label = dict(enumerate(names))
+        config.label2id = {label: i for i, label in enumerate(names)}
+        kwargs["config"] = config
+    model, info = _weights(AutoModelForSequenceClassification, source, kwargs, display_name)
+    missing = [key for key in info.get("missing_keys", []) if key.startswith(CLASSIFIER_HEAD_PREFIXES)]
+    mismatched = info.get("mismatched_keys", [])
+    if (missing or mismatched) and not allow_new_classifier_head:
+        raise BertInsightInputError(
+            f"{display_name!r} has no trained classifier head for {task!r} (the head was newly initialised). "
+            "Fine-tune it with bert_insight.finetune_classifier, or pass allow_new_classifier_head=True to "
+            "analyse the untrained head anyway.")
+    return from_model(model, _tokenizer(source, display_name), name=display_name, device=device, card=card,
+                      task=spec.name if spec is not None else task)
 
 
 def _weights_error(name: str, error: Exception) -> BertInsightInputError:
@@ -121,7 +207,7 @@ def _from_pretrained_with_info(auto_class, source: str, kwargs: dict):
         return auto_class.from_pretrained(source, output_loading_info=True, **kwargs)
 
 
-def save_checkpoint(handle: QAModelHandle, output_dir: str | os.PathLike) -> Path:
+def save_checkpoint(handle: ModelHandle, output_dir: str | os.PathLike) -> Path:
     """Write the model (``save_pretrained``), its tokenizer and ``model_card.json`` to ``output_dir``."""
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)

@@ -51,8 +51,9 @@ TRAINING_SETTINGS = dict(lr=2e-4, batch_size=32, max_length=384, doc_stride=128,
 #: Held-out evaluation: every question of the held-out articles, at predict()'s default windows.
 EVAL_SETTINGS = dict(max_length=384, doc_stride=128, batch_size=32)
 #: Card fields worth a line in a notebook; the rest (training log, article lists) stays in the file.
-SUMMARY_FIELDS = ("recipe", "exact_match", "f1", "n_eval_questions", "steps", "epochs", "n_train_questions",
-                  "training_data", "base_model", "seconds", "cpu", "date")
+SUMMARY_FIELDS = ("recipe", "task", "exact_match", "f1", "n_eval_questions", "scores", "eval_split",
+                  "n_eval_examples", "steps", "epochs", "n_train_questions", "n_train_examples", "training_data",
+                  "base_model", "bf16", "seconds", "cpu", "date")
 
 
 def _say(message: str, progress: bool) -> None:
@@ -102,7 +103,7 @@ def ensure_default_model(progress: bool = True, rebuild: bool = False,
         return target
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -156,7 +157,7 @@ def build_into(directory: Path, *, progress: bool, train_seconds: float | None =
         "exact_match": round(float(scores.loc["all", "exact_match"]), 2),
         "f1": round(float(scores.loc["all", "f1"]), 2),
         "seconds": round(time.perf_counter() - started, 1),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,

@@ -1,13 +1,13 @@
-"""Fine-tune an extractive QA model on SQuAD-style examples (a plain torch loop).
+"""Fine-tune an extractive QA model on SQuAD-style examples, or a sentence classifier on GLUE-style ones.
 
 Featurisation is the standard SQuAD recipe (Hugging Face ``run_qa.py``): each example is cut into
 overlapping windows by :func:`bert_insight.windows.encode_windows`; a window that holds the whole first
 gold answer is labelled with the tokens covering the answer's first and last characters, any other
 window (and every window of an unanswerable question) points start and end at the CLS token.
 
-Training: AdamW (no weight decay on biases and LayerNorm weights), linear warmup then linear decay
-(``transformers.get_linear_schedule_with_warmup``), bfloat16 autocast where the hardware has fast
-bf16 matmuls, batches of windows of similar length (less padding), a fixed seed.
+Training is the shared loop of :mod:`bert_insight.models.training`: AdamW, linear warmup then decay,
+bfloat16 autocast where the hardware has fast bf16 matmuls, batches of windows of similar length
+(less padding), a fixed seed.
 
 The training log (one row per optimiser step) is kept in ``handle.card["training_log"]`` so it is
 saved in ``model_card.json`` next to the weights; :func:`training_log` turns it into a DataFrame.
@@ -16,11 +16,7 @@ saved in ``model_card.json`` next to the weights; :func:`training_log` turns it 
 from __future__ import annotations
 
 import copy
-import datetime as _dt
-import math
 import os
-import random
-import time
 from typing import Mapping, NamedTuple
 
 import pandas as pd
@@ -29,11 +25,11 @@ import torch
 from ..data.examples import first_answer_span, validate_examples
 from ..device import bf16_is_fast
 from ..errors import BertInsightInputError
-from ..windows import QAWindow, encode_validated_windows
+from ..data.glue import glue_task
+from ..windows import DEFAULT_SENTENCE_MAX_LENGTH, QAWindow, encode_sentences, encode_validated_windows
 from .checkpoint import save_checkpoint
-from .handle import QAModelHandle, from_model
-
-TRAINING_LOG_COLUMNS = ("step", "epoch", "loss", "lr", "seconds")
+from .handle import ClassifierHandle, ModelHandle, QAModelHandle, from_model
+from .training import TRAINING_LOG_COLUMNS, check_optimiser_settings, check_run_length, library_versions, train
 
 
 class LabelledWindow(NamedTuple):
@@ -97,25 +93,7 @@ def _span_positions(window, char_start: int, char_end: int) -> tuple[int, int] |
     return start_position, end_position
 
 
-def _length_grouped_batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
-    """Shuffled batches whose members have similar lengths (little padding), still random per epoch."""
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    group = batch_size * 50
-    batches = []
-    for begin in range(0, len(order), group):
-        chunk = sorted(order[begin: begin + group], key=lambda i: lengths[i])
-        batches.extend(chunk[i: i + batch_size] for i in range(0, len(chunk), batch_size))
-    rng.shuffle(batches)
-    return batches
-
-
 # ---- training ------------------------------------------------------------------------------------
-def _check_positive(name: str, value, kind=(int, float)) -> None:
-    if isinstance(value, bool) or not isinstance(value, kind) or not value > 0:
-        raise BertInsightInputError(f"{name}={value!r}; pass a positive number.")
-
-
 def finetune_qa(
     handle: QAModelHandle,
     train_examples: pd.DataFrame,
@@ -160,114 +138,40 @@ def finetune_qa(
     ``training_log``: one record per step with step, epoch, loss, lr, seconds (see
     :func:`training_log`).
     """
-    from tqdm.auto import tqdm
-    from transformers import get_linear_schedule_with_warmup
-
     if not isinstance(handle, QAModelHandle):
         raise BertInsightInputError(
-            f"finetune_qa takes a model handle (got {type(handle).__name__}); load one first, e.g. "
+            f"finetune_qa takes a QA model handle (got {type(handle).__name__}); load one first, e.g. "
             "finetune_qa(bert_insight.load_qa_model(name, allow_new_qa_head=True), examples)."
         )
-    if max_steps is not None and epochs is not None:
-        raise BertInsightInputError("Pass max_steps or epochs, not both: max_steps fixes the run's length "
-                                    "in optimiser steps, epochs in passes over the data.")
-    if max_steps is not None:
-        _check_positive("max_steps", max_steps, int)
-    epochs = 2.0 if epochs is None and max_steps is None else epochs
-    if epochs is not None:
-        _check_positive("epochs", epochs)
-    _check_positive("lr", lr)
-    _check_positive("batch_size", batch_size, int)
-    if max_seconds is not None:
-        _check_positive("max_seconds", max_seconds)
-    if dropout is not None and not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
-        raise BertInsightInputError(f"dropout={dropout!r}; pass a rate in [0, 1) or None for the model's own.")
-    if not 0 <= warmup_ratio < 1:
-        raise BertInsightInputError(f"warmup_ratio={warmup_ratio!r}; pass a fraction in [0, 1) such as 0.1.")
+    epochs = check_run_length(max_steps, epochs, default_epochs=2.0)
+    check_optimiser_settings(lr=lr, batch_size=batch_size, max_seconds=max_seconds, dropout=dropout,
+                             warmup_ratio=warmup_ratio)
     base = handle
     model = copy.deepcopy(base.model)
     tokenizer, device_ = base.tokenizer, base.device
     use_bf16 = bf16_is_fast(device_) if bf16 is None else bool(bf16)
 
     labelled = training_windows(tokenizer, train_examples, max_length=max_length, doc_stride=doc_stride)
-    lengths = [len(item.window) for item in labelled]
 
-    rng = random.Random(seed)
-    torch.manual_seed(seed)
-    steps_per_epoch = math.ceil(len(labelled) / batch_size)
-    full_steps = planned_steps = max_steps if max_steps is not None else max(1, math.ceil(epochs * steps_per_epoch))
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "LayerNorm.bias")
-    parameters = [
-        {"params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)],
-         "weight_decay": weight_decay},
-        {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(parameters, lr=lr)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(warmup_ratio * planned_steps), planned_steps)
+    def batch_loss(batch: list[int]) -> torch.Tensor:
+        items = [labelled[i] for i in batch]
+        inputs = base.batch_inputs([item.window for item in items])
+        inputs["start_positions"] = torch.tensor([item.start_position for item in items], device=device_)
+        inputs["end_positions"] = torch.tensor([item.end_position for item in items], device=device_)
+        return model(**inputs).loss
 
-    model.to(device_).train()
-    dropouts = [module for module in model.modules() if isinstance(module, torch.nn.Dropout)]
-    own_rates = [module.p for module in dropouts]
-    if dropout is not None:
-        for module in dropouts:
-            module.p = float(dropout)
-    log: list[dict] = []
-    started = time.perf_counter()
-    step, stopped_by_time = 0, False
-    bar = tqdm(total=planned_steps, desc="fine-tune", unit="step", disable=not progress)
-    try:
-        while step < planned_steps:
-            for batch in _length_grouped_batches(lengths, batch_size, rng):
-                items = [labelled[i] for i in batch]
-                inputs = base.batch_inputs([item.window for item in items])
-                inputs["start_positions"] = torch.tensor([item.start_position for item in items], device=device_)
-                inputs["end_positions"] = torch.tensor([item.end_position for item in items], device=device_)
-                with torch.autocast(device_type=device_.type, dtype=torch.bfloat16, enabled=use_bf16):
-                    loss = model(**inputs).loss
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                elapsed = time.perf_counter() - started
-                log.append({"step": step, "epoch": step / steps_per_epoch, "loss": float(loss.detach()),
-                            "lr": scheduler.get_last_lr()[0], "seconds": round(elapsed, 3)})
-                bar.update(1)
-                bar.set_postfix(loss=f"{log[-1]['loss']:.3f}")
-                if max_seconds is not None and step < planned_steps:
-                    if elapsed >= max_seconds:
-                        stopped_by_time = True
-                        break
-                    affordable = min(full_steps, _affordable_steps(log, max_seconds))
-                    if abs(affordable - planned_steps) > max(1, planned_steps // 100):
-                        planned_steps = affordable
-                        bar.total = planned_steps
-                        # Continue the same warmup/decay shape over the re-planned run.
-                        scheduler = get_linear_schedule_with_warmup(
-                            optimizer, int(warmup_ratio * planned_steps), planned_steps, last_epoch=step - 1)
-                if step >= planned_steps:
-                    break
-            if stopped_by_time:
-                break
-    finally:
-        bar.close()
-        for module, rate in zip(dropouts, own_rates):
-            module.p = rate
-        model.eval()
-
-    seconds = time.perf_counter() - started
-    import transformers
-
+    run = train(model, [len(item.window) for item in labelled], batch_loss, max_steps=max_steps, epochs=epochs,
+                lr=lr, batch_size=batch_size, seed=seed, warmup_ratio=warmup_ratio, weight_decay=weight_decay,
+                dropout=dropout, use_bf16=use_bf16, device=device_, progress=progress, max_seconds=max_seconds)
     card = {
         "base_model": base.name,
         "n_train_examples": int(len(train_examples)),
         "n_train_windows": len(labelled),
         "n_answer_windows": sum(item.has_answer for item in labelled),
-        "steps": step,
+        "steps": run.steps,
         "max_steps": max_steps,
-        "planned_steps": planned_steps,
-        "epochs": round(step / steps_per_epoch, 4),
+        "planned_steps": run.planned_steps,
+        "epochs": run.epochs,
         "lr": lr,
         "batch_size": batch_size,
         "max_length": max_length,
@@ -277,13 +181,11 @@ def finetune_qa(
         "warmup_ratio": warmup_ratio,
         "weight_decay": weight_decay,
         "dropout": dropout,
-        "seconds": round(seconds, 1),
-        "stopped_by_time_budget": stopped_by_time or step < full_steps,
+        "seconds": round(run.seconds, 1),
+        "stopped_by_time_budget": run.stopped_by_time_budget,
         "device": str(device_),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "training_log": log,
+        **library_versions(),
+        "training_log": run.log,
     }
     tuned = from_model(model, tokenizer, name=f"{base.name} (fine-tuned for QA)", device=device_, card=card)
     if output_dir is not None:
@@ -291,32 +193,133 @@ def finetune_qa(
     return tuned
 
 
-def _affordable_steps(log: list[dict], max_seconds: float, recent: int = 20) -> int:
-    """Total steps that fit in the budget at the speed of the last ``recent`` steps.
-
-    Called after every step, so the plan follows the machine's speed as it changes (a shared machine
-    gets busier or quieter) in either direction.
-    """
-    step, elapsed = len(log), log[-1]["seconds"]
-    if step < 5:  # the first steps include one-off warm-up costs
-        return 1 << 62
-    first = log[-recent - 1]["seconds"] if step > recent else 0.0
-    per_step = (elapsed - first) / min(step, recent)
-    if per_step <= 0:
-        return 1 << 62
-    return step + max(1, int((max_seconds - elapsed) / per_step))
-
-
-def training_log(handle_or_card: QAModelHandle | dict) -> pd.DataFrame:
+def training_log(handle_or_card: ModelHandle | dict) -> pd.DataFrame:
     """The per-step training log of a fine-tuned model.
 
     Returns columns step (1-based optimiser step), epoch (fraction of passes over the training windows),
-    loss (mean start/end cross-entropy of that batch), lr (learning rate after the step) and seconds
+    loss (that batch's training loss: mean start/end cross-entropy for QA, cross-entropy or MSE for
+    classifiers), lr (learning rate after the step) and seconds
     (since training began).
     """
-    card = handle_or_card.card if isinstance(handle_or_card, QAModelHandle) else handle_or_card
+    card = handle_or_card.card if isinstance(handle_or_card, ModelHandle) else handle_or_card
     if not isinstance(card, Mapping) or "training_log" not in card:
         raise BertInsightInputError(
-            "This model card has no training_log; only models made by bert_insight.finetune_qa carry one."
+            "This model card has no training_log; only models made by bert_insight.finetune_qa or finetune_classifier carry one."
         )
     return pd.DataFrame(card["training_log"], columns=list(TRAINING_LOG_COLUMNS))
+
+
+# ---- sentence classification ----------------------------------------------------------------------
+INIT_CHOICES = ("pretrained", "random")
+
+
+def finetune_classifier(
+    handle: ClassifierHandle,
+    train_examples: pd.DataFrame,
+    *,
+    task: str | None = None,
+    max_steps: int | None = None,
+    epochs: float | None = None,
+    lr: float = 5e-5,
+    batch_size: int = 32,
+    max_length: int = DEFAULT_SENTENCE_MAX_LENGTH,
+    seed: int = 0,
+    init: str = "pretrained",
+    bf16: bool | None = None,
+    warmup_ratio: float = 0.1,
+    weight_decay: float = 0.01,
+    dropout: float | None = None,
+    progress: bool = True,
+    max_seconds: float | None = None,
+    output_dir: str | os.PathLike | None = None,
+) -> ClassifierHandle:
+    """Fine-tune the sentence classifier of ``handle`` on ``train_examples`` (a
+    :func:`bert_insight.load_glue` frame) and return a new handle; the input handle is not changed.
+
+    Classification heads train with cross-entropy, a regression head (STS-B) with mean squared error.
+    ``task`` defaults to the handle's own (it must match the head). To start from a base checkpoint:
+    ``finetune_classifier(load_classifier(name, task="mrpc", allow_new_classifier_head=True), train)``.
+
+    ``init="random"`` first re-initialises every weight from the model's config (normal with the
+    config's ``initializer_range``, seeded by ``seed``): Kovaleva et al.'s "initialized with normal
+    distribution" models. Length: ``max_steps`` or ``epochs`` (neither: 3 epochs, the paper's recipe
+    after Devlin et al.), at ``batch_size`` examples per step; ``bf16``, ``dropout``,
+    ``max_seconds``, ``warmup_ratio``, ``weight_decay`` and ``output_dir`` mean what they mean for
+    :func:`finetune_qa`.
+
+    The returned handle's ``card`` records task, label_names, base_model, init, n_train_examples,
+    steps, planned_steps, epochs, lr, batch_size, max_length, bf16, seed, warmup_ratio, weight_decay,
+    dropout, seconds, stopped_by_time_budget, device, torch, transformers, date and ``training_log``
+    (see :func:`training_log`).
+    """
+    from ..classification import require_classifier, validated_task_examples
+
+    handle = require_classifier(handle, "finetune_classifier")
+    if task is not None and glue_task_name(task) != glue_task_name(handle.task):
+        raise BertInsightInputError(
+            f"task={task!r} but the handle's head is for {handle.task!r}; load the model for that task: "
+            f"load_classifier(name, task={task!r}, allow_new_classifier_head=True).")
+    if init not in INIT_CHOICES:
+        raise BertInsightInputError(f"init={init!r}; use 'pretrained' (start from the handle's weights) or "
+                                    "'random' (re-initialise them from the config).")
+    epochs = check_run_length(max_steps, epochs, default_epochs=3.0)
+    check_optimiser_settings(lr=lr, batch_size=batch_size, max_seconds=max_seconds, dropout=dropout,
+                             warmup_ratio=warmup_ratio)
+    train_examples = validated_task_examples(handle, train_examples)
+    handle.check_fits(max_length)
+    windows = encode_sentences(handle.tokenizer, train_examples, max_length=max_length)
+    device_ = handle.device
+    model = copy.deepcopy(handle.model)
+    if init == "random":
+        torch.manual_seed(seed)
+        model = type(model)(model.config).to(device_)
+    model.config.problem_type = "regression" if handle.is_regression else "single_label_classification"
+    labels = torch.tensor(train_examples["label"].to_numpy(),
+                          dtype=torch.float32 if handle.is_regression else torch.long)
+    use_bf16 = bf16_is_fast(device_) if bf16 is None else bool(bf16)
+
+    def batch_loss(batch: list[int]) -> torch.Tensor:
+        inputs = handle.batch_inputs([windows[i] for i in batch])
+        return model(**inputs, labels=labels[batch].to(device_)).loss
+
+    run = train(model, [len(window) for window in windows], batch_loss, max_steps=max_steps, epochs=epochs, lr=lr,
+                batch_size=batch_size, seed=seed, warmup_ratio=warmup_ratio, weight_decay=weight_decay,
+                dropout=dropout, use_bf16=use_bf16, device=device_, progress=progress, max_seconds=max_seconds)
+    card = {
+        "task": handle.task,
+        "label_names": list(handle.label_names),
+        "base_model": handle.name,
+        "init": init,
+        "n_train_examples": int(len(train_examples)),
+        "steps": run.steps,
+        "max_steps": max_steps,
+        "planned_steps": run.planned_steps,
+        "epochs": run.epochs,
+        "lr": lr,
+        "batch_size": batch_size,
+        "max_length": max_length,
+        "bf16": use_bf16,
+        "seed": seed,
+        "warmup_ratio": warmup_ratio,
+        "weight_decay": weight_decay,
+        "dropout": dropout,
+        "seconds": round(run.seconds, 1),
+        "stopped_by_time_budget": run.stopped_by_time_budget,
+        "device": str(device_),
+        **library_versions(),
+        "training_log": run.log,
+    }
+    origin = "random init" if init == "random" else handle.name
+    tuned = from_model(model, handle.tokenizer, name=f"{origin} (fine-tuned for {handle.task})", device=device_,
+                       card=card, task=handle.task)
+    if output_dir is not None:
+        save_checkpoint(tuned, output_dir)
+    return tuned
+
+
+def glue_task_name(task: str) -> str:
+    """The canonical GLUE name of ``task``, or ``task`` itself for a task outside GLUE."""
+    try:
+        return glue_task(task).name
+    except BertInsightInputError:
+        return task

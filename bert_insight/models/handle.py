@@ -47,9 +47,13 @@ def weights_fingerprint(model: nn.Module) -> str:
 
 
 @dataclass(frozen=True, eq=False)
-class QAModelHandle:
-    """A QA model ready for analysis: ``model`` (eval mode), ``tokenizer`` (fast), ``adapter``,
-    ``device``, ``name``, ``attention`` ("sdpa" or "eager") and a read-only ``card`` (the model card)."""
+class ModelHandle:
+    """A model ready for analysis: ``model`` (eval mode), ``tokenizer`` (fast), ``adapter``, ``device``,
+    ``name``, ``attention`` ("sdpa" or "eager") and a read-only ``card`` (the model card).
+
+    The verbs that only read the encoder (attention maps, hidden states) take any handle; QA verbs
+    take a :class:`QAModelHandle`, classification verbs a :class:`ClassifierHandle`.
+    """
 
     model: nn.Module
     tokenizer: object
@@ -107,9 +111,40 @@ class QAModelHandle:
 
     def __repr__(self) -> str:
         return (
-            f"QAModelHandle(name={self.name!r}, family={self.adapter.family!r}, layers={self.num_layers}, "
-            f"heads={self.num_heads}, device={self.device}, attention={self.attention!r})"
+            f"{type(self).__name__}(name={self.name!r}, family={self.adapter.family!r}, layers={self.num_layers}, "
+            f"heads={self.num_heads}, device={self.device}, attention={self.attention!r}{self._repr_extra()})"
         )
+
+    def _repr_extra(self) -> str:
+        return ""
+
+
+@dataclass(frozen=True, eq=False)
+class QAModelHandle(ModelHandle):
+    """A handle on a ``*ForQuestionAnswering`` model (a ``qa_outputs`` layer with 2 outputs)."""
+
+
+@dataclass(frozen=True, eq=False)
+class ClassifierHandle(ModelHandle):
+    """A handle on a ``*ForSequenceClassification`` model for one sentence(-pair) task.
+
+    ``task`` is the GLUE task name ("mrpc", "stsb", ...) or a user's own name; ``label_names`` the
+    class names in label-id order (empty for a regression head such as STS-B's).
+    """
+
+    task: str = ""
+    label_names: tuple[str, ...] = ()
+
+    @property
+    def num_labels(self) -> int:
+        return int(self.model.config.num_labels)
+
+    @property
+    def is_regression(self) -> bool:
+        return self.num_labels == 1
+
+    def _repr_extra(self) -> str:
+        return f", task={self.task!r}, labels={list(self.label_names) or 'regression'}"
 
 
 def from_model(
@@ -119,23 +154,68 @@ def from_model(
     name: str = "in-memory model",
     device: str | torch.device = "auto",
     card: Mapping | None = None,
-) -> QAModelHandle:
-    """Wrap an already built ``*ForQuestionAnswering`` model and its (fast) tokenizer in a handle.
+    task: str | None = None,
+) -> QAModelHandle | ClassifierHandle:
+    """Wrap an already built model and its (fast) tokenizer in a handle.
 
-    The model is moved to ``device`` and put in eval mode; its attention implementation is read from
-    its config.
+    A ``*ForQuestionAnswering`` model gives a :class:`QAModelHandle`; a ``*ForSequenceClassification``
+    model a :class:`ClassifierHandle` for ``task`` (a GLUE task name, or your own name; None reads it
+    from the card or ``config.finetuning_task``). The model is moved to ``device`` and put in eval mode;
+    its attention implementation is read from its config.
     """
     if not isinstance(model, nn.Module):
         raise BertInsightInputError(
             f"from_model needs a torch model (got {type(model).__name__}); to load by name or path use "
-            "bert_insight.load_qa_model."
+            "bert_insight.load_qa_model or bert_insight.load_classifier."
         )
     adapter = adapter_for(model)
+    card = dict(card or {})
+    if is_sequence_classifier(model):
+        task_name, label_names = classifier_task(model, task if task is not None else card.get("task"), name)
+        resolved = resolve_device(device)
+        model = model.to(resolved).eval()
+        attention = getattr(model.config, "_attn_implementation", None) or "sdpa"
+        return ClassifierHandle(model, tokenizer, adapter, resolved, str(name), attention, card,
+                                task=task_name, label_names=label_names)
     require_qa_head(model, adapter, name)
     resolved = resolve_device(device)
     model = model.to(resolved).eval()
     attention = getattr(model.config, "_attn_implementation", None) or "sdpa"
-    return QAModelHandle(model, tokenizer, adapter, resolved, str(name), attention, card or {})
+    return QAModelHandle(model, tokenizer, adapter, resolved, str(name), attention, card)
+
+
+def is_sequence_classifier(model: nn.Module) -> bool:
+    """True for a ``*ForSequenceClassification`` model (a pooled-output head with num_labels outputs)."""
+    return type(model).__name__.endswith("ForSequenceClassification")
+
+
+def classifier_task(model: nn.Module, task: str | None, name: str) -> tuple[str, tuple[str, ...]]:
+    """The task name and label names of a sequence classifier: a GLUE task's own labels (checked
+    against the head's size), or for another task the config's ``id2label``."""
+    from ..data.glue import GLUE_TASKS, glue_task
+
+    config = model.config
+    task = task or getattr(config, "finetuning_task", None)
+    if not task:
+        raise BertInsightInputError(
+            f"{name!r} is a sequence classifier but says no task; pass task= (a GLUE task such as 'mrpc', "
+            f"one of {sorted(GLUE_TASKS)}, or your own task's name).")
+    num_labels = int(config.num_labels)
+    try:
+        spec = glue_task(task)
+    except BertInsightInputError:  # the user's own task
+        spec = None
+    if spec is not None:
+        if spec.num_labels != num_labels:
+            raise BertInsightInputError(
+                f"{name!r} has a head with {num_labels} output(s), but GLUE {spec.name} needs {spec.num_labels} "
+                f"({list(spec.label_names) or 'one regression score'}). Load it with the matching task, or "
+                f"re-head it: load_classifier(name, task={spec.name!r}, allow_new_classifier_head=True).")
+        return spec.name, spec.label_names
+    if num_labels == 1:
+        return str(task), ()
+    id2label = getattr(config, "id2label", None) or {}
+    return str(task), tuple(str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(num_labels))
 
 
 def require_qa_head(model: nn.Module, adapter: ArchitectureAdapter, name: str) -> None:

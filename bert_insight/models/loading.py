@@ -1,4 +1,5 @@
-"""``load_qa_model``: a hub name, a local directory, or None for the offline default, into a handle.
+"""``load_qa_model`` and ``load_classifier``: a hub name, a local directory, or None for an offline
+default, into a handle.
 
 This is the top of the models package: it may build the default model (models.default), which in turn
 only uses the lower modules (handle, checkpoint, store, finetune), so no module below imports this one.
@@ -12,9 +13,10 @@ from pathlib import Path
 import torch
 
 from ..errors import BertInsightInputError
-from .checkpoint import check_attention, load_checkpoint, resolve_dtype
+from .checkpoint import check_attention, load_checkpoint, load_classifier_checkpoint, resolve_dtype
 from .default import DEFAULT_DISPLAY_NAME, ensure_default_model
-from .handle import QAModelHandle
+from .default_classifiers import load_default_classifier
+from .handle import ClassifierHandle, QAModelHandle
 
 
 def _looks_like_local_path(name: str) -> bool:
@@ -53,21 +55,62 @@ def load_qa_model(
         path = ensure_default_model()
         return load_checkpoint(str(path), device=device, attention=attention, dtype=dtype,
                                display_name=DEFAULT_DISPLAY_NAME)
+    name, source = _checked_source(name_or_path, "load_qa_model", "deepset/bert-base-cased-squad2")
+    return load_checkpoint(source, device=device, attention=attention, dtype=dtype,
+                           allow_new_qa_head=allow_new_qa_head, display_name=name)
+
+
+def _checked_source(name_or_path, verb: str, example: str) -> tuple[str, str]:
+    """(display name, what from_pretrained gets) for a hub name or an existing local directory."""
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise BertInsightInputError(
-            f"load_qa_model takes a hub name or a local directory as a string or path (got "
+            f"{verb} takes a hub name or a local directory as a string or path (got "
             f"{type(name_or_path).__name__}); for a model already in memory use bert_insight.from_model(model, "
             "tokenizer)."
         )
     name = os.fspath(name_or_path)
     if not name.strip():
-        raise BertInsightInputError("load_qa_model got an empty name; pass a hub name, a directory, or None "
+        raise BertInsightInputError(f"{verb} got an empty name; pass a hub name, a directory, or None "
                                     "for the offline default.")
     expanded = os.path.expanduser(name)
     if _looks_like_local_path(name) and not Path(expanded).is_dir():
         raise BertInsightInputError(
             f"Local model path {name!r} does not exist (or is not a directory). Check the path, or pass "
-            "a Hugging Face hub name such as 'deepset/bert-base-cased-squad2', or None for the offline default."
+            f"a Hugging Face hub name such as {example!r}, or None for the offline default."
         )
-    return load_checkpoint(expanded if Path(expanded).is_dir() else name, device=device, attention=attention,
-                           dtype=dtype, allow_new_qa_head=allow_new_qa_head, display_name=name)
+    return name, expanded if Path(expanded).is_dir() else name
+
+
+def load_classifier(
+    name_or_path: str | os.PathLike | None = None,
+    *,
+    task: str | None = None,
+    device: str | torch.device = "auto",
+    attention: str = "sdpa",
+    dtype: torch.dtype | str | None = None,
+    allow_new_classifier_head: bool = False,
+    glue_dir: str | os.PathLike | None = None,
+) -> ClassifierHandle:
+    """Load a sentence(-pair) classifier into a :class:`~bert_insight.models.handle.ClassifierHandle`.
+
+    ``name_or_path`` is a hub name, a local directory, or None for the offline default of ``task``
+    (MiniLM-L6 fine-tuned on GLUE MRPC, STS-B, SST-2, RTE or QNLI; built on first use, from
+    ``glue_dir`` or the bundled QNLI data; see docs/classifiers.md). ``task`` is a GLUE task name
+    ("mrpc", "stsb", "sst2", "rte", "qnli", "qqp", "mnli") or your own task's name; None takes the
+    task the checkpoint's card or config names.
+
+    ``attention``, ``dtype`` and ``device`` mean what they mean for :func:`load_qa_model`. A checkpoint
+    without a trained head for the task (e.g. a base model to fine-tune) is refused unless
+    ``allow_new_classifier_head=True``.
+    """
+    check_attention(attention)
+    resolve_dtype(dtype)
+    if name_or_path is None:
+        if task is None:
+            raise BertInsightInputError(
+                "load_classifier() needs task= for the offline default (one of 'mrpc', 'stsb', 'sst2', 'rte', "
+                "'qnli'), or a hub name / local directory.")
+        return load_default_classifier(task, device=device, attention=attention, dtype=dtype, glue_dir=glue_dir)
+    name, source = _checked_source(name_or_path, "load_classifier", "textattack/bert-base-uncased-MRPC")
+    return load_classifier_checkpoint(source, task=task, device=device, attention=attention, dtype=dtype,
+                                      allow_new_classifier_head=allow_new_classifier_head, display_name=name)

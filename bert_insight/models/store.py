@@ -43,9 +43,14 @@ def cache_root() -> Path:
     return Path(platformdirs.user_cache_dir("bert_insight"))
 
 
+def model_dir(name: str) -> Path:
+    """Where the offline model ``name`` lives: ``<cache root>/models/<name>``."""
+    return cache_root() / "models" / name
+
+
 def default_model_dir() -> Path:
-    """Where the offline default model lives: ``<cache root>/models/minilm-l6-squad11-v1``."""
-    return cache_root() / "models" / MODEL_DIR_NAME
+    """Where the offline default QA model lives: ``<cache root>/models/minilm-l6-squad11-v1``."""
+    return model_dir(MODEL_DIR_NAME)
 
 
 def missing_files(directory: str | os.PathLike) -> list[str]:
@@ -95,30 +100,31 @@ def require_complete(directory: Path, what: str) -> None:
         )
 
 
-def is_installed(directory: str | os.PathLike | None = None) -> bool:
+def is_installed(directory: str | os.PathLike | None = None, *, what: str = "The default model") -> bool:
     """True for a complete model with a readable card; False when ``directory`` (default:
     :func:`default_model_dir`) does not exist; BertInsightInputError naming the damage otherwise, so a
     damaged model is reported rather than silently rebuilt or used."""
     directory = default_model_dir() if directory is None else Path(directory)
     if not directory.exists():
         return False
-    require_complete(directory, "The default model")
+    require_complete(directory, what)
     read_card(directory)
     return True
 
 
 # ---- atomic placement ----------------------------------------------------------------------------------
 @contextmanager
-def default_model_lock(*, on_wait=None) -> Iterator[None]:
-    """Hold the lock of the default model's directory (one build or import at a time).
+def default_model_lock(*, on_wait=None, name: str = MODEL_DIR_NAME) -> Iterator[None]:
+    """Hold the lock of the offline model ``name``'s directory (one build or import at a time; the
+    default QA model unless named).
 
     ``on_wait`` is called once when another process holds the lock and this one waits for it.
     """
     from filelock import FileLock, Timeout
 
-    parent = default_model_dir().parent
+    parent = model_dir(name).parent
     parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(parent / f".{MODEL_DIR_NAME}.lock"))
+    lock = FileLock(str(parent / f".{name}.lock"))
     try:
         lock.acquire(timeout=0)
     except Timeout:
@@ -131,16 +137,17 @@ def default_model_lock(*, on_wait=None) -> Iterator[None]:
         lock.release()
 
 
-def new_staging_dir(kind: str = "building") -> Path:
-    """A fresh hidden directory beside the default model (same file system, so renaming is atomic)."""
-    parent = default_model_dir().parent
+def new_staging_dir(kind: str = "building", *, name: str = MODEL_DIR_NAME) -> Path:
+    """A fresh hidden directory beside the offline model ``name`` (same file system, so renaming is
+    atomic)."""
+    parent = model_dir(name).parent
     parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{MODEL_DIR_NAME}.{kind}-", dir=parent))
+    return Path(tempfile.mkdtemp(prefix=f".{name}.{kind}-", dir=parent))
 
 
-def remove_stale_staging() -> None:
-    """Delete staging directories of killed builds and imports. Call with the lock held."""
-    for leftover in default_model_dir().parent.glob(f".{MODEL_DIR_NAME}.*-*"):
+def remove_stale_staging(name: str = MODEL_DIR_NAME) -> None:
+    """Delete staging directories of killed builds and imports of ``name``. Call with its lock held."""
+    for leftover in model_dir(name).parent.glob(f".{name}.*-*"):
         shutil.rmtree(leftover, ignore_errors=True)
 
 
@@ -149,7 +156,7 @@ def place(staged: Path, target: Path | None = None) -> Path:
     target = default_model_dir() if target is None else target
     require_complete(staged, "The staged model")
     if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{MODEL_DIR_NAME}.old-", dir=target.parent))
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
         os.replace(target, old / "model")
         os.replace(staged, target)
         shutil.rmtree(old, ignore_errors=True)
