@@ -49,9 +49,10 @@ def handle_task(handle: ClassifierHandle, examples=None) -> GlueTask:
         return GlueTask(handle.task, "", labels, paired, OTHER_TASK_METRICS[handle.is_regression], (), "")
 
 
-def validated_task_examples(handle: ClassifierHandle, examples) -> pd.DataFrame:
+def validated_task_examples(handle: ClassifierHandle, examples, *, require_labels: bool = True) -> pd.DataFrame:
     """``examples`` checked against the handle's task (labels in its label set, pairs or single)."""
-    return validate_sentence_examples(examples, task=handle_task(handle, examples), allow_empty=False)
+    return validate_sentence_examples(examples, task=handle_task(handle, examples), allow_empty=False,
+                                      require_labels=require_labels)
 
 
 def class_logits(handle: ClassifierHandle, examples: pd.DataFrame, *, max_length: int, batch_size: int,
@@ -90,7 +91,7 @@ def classify(
     carry the model name, fingerprint and parameters.
     """
     handle = require_classifier(handle, "classify")
-    examples = validated_task_examples(handle, examples)
+    examples = validated_task_examples(handle, examples, require_labels=False)
     logits = class_logits(handle, examples, max_length=max_length, batch_size=batch_size, progress=progress)
     labels = pd.to_numeric(examples["label"], errors="coerce").to_numpy(dtype=float)
     frame = pd.DataFrame({"example_id": examples["example_id"].astype(str).to_numpy(), "task": handle.task,

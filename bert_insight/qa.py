@@ -142,6 +142,9 @@ def predict(
     f1 (in [0, 1], official SQuAD normalisation, max over gold answers; NaN without gold in SQuAD 1.1
     mode), n_windows. ``attrs`` carry the model name, fingerprint and parameters.
     """
+    from .models.handle import require_qa_handle
+
+    require_qa_handle(handle, "predict")
     examples = validate_examples(examples, allow_empty=False)
     check_window_sizes(max_length, doc_stride)
     handle.check_fits(max_length)
@@ -335,6 +338,9 @@ def validated_analysis_windows(handle: QAModelHandle, examples: pd.DataFrame, *,
                                doc_stride: int | None,
                                progress: bool = False) -> list[tuple[QAWindow, int, int]]:
     """:func:`analysis_windows` for examples a verb has already validated."""
+    from .models.handle import require_qa_handle
+
+    require_qa_handle(handle, "this QA analysis")
     max_length, doc_stride = window_settings(predictions, max_length, doc_stride)
     if predictions is None:
         predictions = predict(handle, examples, max_length=max_length, doc_stride=doc_stride, progress=progress)

@@ -446,7 +446,7 @@ def _example_label(value: Any, spec: GlueTask, example_id: str) -> int | float:
 
 
 def validate_sentence_examples(examples: pd.DataFrame, *, task: str | GlueTask,
-                               allow_empty: bool = True) -> pd.DataFrame:
+                               allow_empty: bool = True, require_labels: bool = True) -> pd.DataFrame:
     """Check a sentence-examples frame (``load_glue``'s or one built by hand) and return a normalised copy.
 
     Required columns: example_id, text_a, label, and text_b for pair tasks (for sst2 it may be left out;
@@ -457,10 +457,15 @@ def validate_sentence_examples(examples: pd.DataFrame, *, task: str | GlueTask,
     Returns a DataFrame with columns example_id (str, unique), text_a (str), text_b (str; None for sst2),
     label (int64; float64 for stsb), task (the canonical name), then the extras; ``attrs`` are kept.
 
+    With ``require_labels=False`` (for predicting on unlabelled data) the label column may be absent
+    or hold None / NaN: those labels are NaN (and the column float64).
+
     Raises BertInsightInputError naming the example for a repeated id, an empty text, a text_b on a
     single-sentence task, a label outside the task's labels, or a task cell naming another task.
     """
     spec = glue_task(task)
+    if not require_labels and isinstance(examples, pd.DataFrame) and "label" not in examples.columns:
+        examples = examples.assign(label=np.nan)
     required = ["example_id", "text_a"] + (["text_b"] if spec.is_pair else []) + ["label"]
     if not isinstance(examples, pd.DataFrame):
         raise BertInsightInputError(
@@ -500,11 +505,14 @@ def validate_sentence_examples(examples: pd.DataFrame, *, task: str | GlueTask,
             raise BertInsightInputError(
                 f"example {example_id!r}: text_b is {text_b!r}, but GLUE {spec.name} is a single-sentence task: "
                 "set text_b to None (or put both sentences in text_a).")
-    labels = [_example_label(value, spec, example_id) for example_id, value in zip(ids, frame["label"].tolist())]
+    labels = [np.nan if not require_labels and _is_missing(value) else _example_label(value, spec, example_id)
+              for example_id, value in zip(ids, frame["label"].tolist())]
     frame["example_id"] = pd.Series(ids, index=frame.index, dtype=object)
     if not spec.is_pair:
         frame["text_b"] = pd.Series([None] * len(frame), index=frame.index, dtype=object)
-    frame["label"] = pd.Series(labels, index=frame.index, dtype="float64" if spec.is_regression else "int64")
+    unlabelled = any(isinstance(label, float) and math.isnan(label) for label in labels)
+    frame["label"] = pd.Series(labels, index=frame.index,
+                               dtype="float64" if spec.is_regression or unlabelled else "int64")
     frame["task"] = spec.name
     extras = [c for c in frame.columns if c not in SENTENCE_EXAMPLE_COLUMNS]
     return frame[list(SENTENCE_EXAMPLE_COLUMNS) + extras]

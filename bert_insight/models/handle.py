@@ -218,6 +218,17 @@ def classifier_task(model: nn.Module, task: str | None, name: str) -> tuple[str,
     return str(task), tuple(str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(num_labels))
 
 
+def require_qa_handle(handle, verb: str) -> QAModelHandle:
+    """``handle`` if it is a QAModelHandle, else one BertInsightInputError saying what to pass."""
+    if not isinstance(handle, QAModelHandle):
+        kind = (f"a {handle.task!r} sentence classifier" if isinstance(handle, ClassifierHandle)
+                else type(handle).__name__)
+        raise BertInsightInputError(
+            f"{verb} needs a question-answering model handle, got {kind}. Load one with "
+            "bert_insight.load_qa_model(); for classifiers use bert_insight.classify / evaluate_classifier.")
+    return handle
+
+
 def require_qa_head(model: nn.Module, adapter: ArchitectureAdapter, name: str) -> None:
     """Raise BertInsightInputError unless ``model`` has a 2-output ``qa_outputs`` layer."""
     try:
