@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-compat bench reproduce install clean
+.PHONY: demo test test-compat bench reproduce reproduce-kovaleva-table1 classifiers install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,14 @@ bench: $(STAMP)
 
 reproduce: $(STAMP)
 	$(BIN)/bert-insight reproduce notebooks/01_ramnath2020_layer_ig.ipynb -p n_examples 200 -p cache_dir $(CURDIR)/runs/ig_cache
+
+# GLUE data for the classifiers: the tsv folders (MRPC/, STS-B/, ...); QNLI needs none (bundled).
+GLUE_DIR ?= ../shared/data/glue
+classifiers: $(STAMP)
+	$(BIN)/bert-insight model build --all --glue-dir $(GLUE_DIR)
+
+reproduce-kovaleva-table1: $(STAMP)
+	$(BIN)/python -m bert_insight.kovaleva2019 --glue-dir $(GLUE_DIR) --output runs/kovaleva2019_table1.csv
 
 clean:
 	rm -rf $(VENV) $(COMPAT_VENV) runs

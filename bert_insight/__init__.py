@@ -48,6 +48,7 @@ _EXPORTS: dict[str, str] = {
     # sentence classification (GLUE)
     "classify": "bert_insight.classification",
     "evaluate_classifier": "bert_insight.classification",
+    "kovaleva2019_table1": "bert_insight.kovaleva2019",
     # attribution (Ramnath et al. 2020)
     "layer_ig": "bert_insight.attribution.layer_ig",
     "importance_jsd": "bert_insight.attribution.analysis",

@@ -27,6 +27,7 @@ LAYERS = {
     "bert_insight.attribution": 6, "bert_insight.representations": 6, "bert_insight.models.default": 6,
     "bert_insight.models.default_classifiers": 6,
     "bert_insight.models.loading": 7, "bert_insight.testing": 7,
+    "bert_insight.kovaleva2019": 7,
     "bert_insight.viz": 8, "bert_insight.cli": 8,
 }
 PACKAGES = {"bert_insight", "bert_insight.models", "bert_insight.attribution"}  # empty or lazy __init__

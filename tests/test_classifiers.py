@@ -275,3 +275,33 @@ def test_cli_refuses_task_and_all_together(capsys):
     assert "not both" in capsys.readouterr().err
     assert main(["model", "build", "--task", "mnli"]) != 0
     assert "no offline default" in capsys.readouterr().err
+
+
+def test_table1_puts_each_model_beside_the_papers_column(monkeypatch):
+    """The three models' scores land in their own rows, beside the paper's value for the same column."""
+    import types
+
+    import bert_insight.kovaleva2019 as kovaleva
+
+    examples = pair_examples(8)
+    monkeypatch.setattr(kovaleva, "recipe_data", lambda task, glue_dir: (examples, examples, "test data"))
+    fake = {name: types.SimpleNamespace(score=score, card={"training_seconds": 12.0})
+            for name, score in (("untrained", 31.0), ("random", 68.0), ("default", 82.0))}
+    monkeypatch.setattr(kovaleva, "base_classifier", lambda task: fake["untrained"])
+    monkeypatch.setattr(kovaleva, "finetune_classifier", lambda handle, train, init, **settings: fake[init])
+    monkeypatch.setattr(kovaleva, "load_default_classifier", lambda task, glue_dir: fake["default"])
+
+    def fake_evaluate(handle, evaluation, **settings):
+        frame = pd.DataFrame({"task": "mrpc", "metric": ["accuracy", "f1"], "value": [handle.score, handle.score + 1],
+                              "n_examples": len(evaluation)})
+        return frame, None
+
+    monkeypatch.setattr(kovaleva, "evaluate_classifier", fake_evaluate)
+    table = kovaleva.kovaleva2019_table1(["mrpc"], precision="fp32", progress=False)
+    accuracy = table[table.metric == "accuracy"].set_index("model")
+    assert accuracy["value"].tolist() == [31.0, 68.0, 82.0]
+    assert accuracy["paper_value"].tolist() == [31.6, 68.3, 82.3]  # Table 1, MRPC accuracy
+    assert table[table.metric == "f1"]["paper_value"].tolist() == [0.0, 81.2, 87.9]
+    wide = kovaleva.table1_wide(table)
+    assert wide.loc[("mrpc", "f1"), "fine-tuned from pre-trained | ours"] == 83.0
+    assert wide.loc[("mrpc", "accuracy"), "pre-trained, untrained head | paper"] == 31.6

@@ -75,7 +75,7 @@ def check_default_task(task: str) -> str:
     return name
 
 
-def _use_bf16(precision: str) -> bool:
+def use_bf16_for(precision: str) -> bool:
     if precision not in PRECISIONS:
         raise BertInsightInputError(f"precision={precision!r}; use one of {PRECISIONS} ('auto': bf16 where the "
                                     "hardware multiplies bf16 natively, else fp32).")
@@ -127,7 +127,7 @@ def build_classifier_into(directory: Path, task: str, *, glue_dir=None, precisio
     import torch
 
     task = check_default_task(task)
-    use_bf16 = _use_bf16(precision)
+    use_bf16 = use_bf16_for(precision)
     started = time.perf_counter()
     try:
         train, evaluation, description = recipe_data(task, glue_dir)
