@@ -23,6 +23,10 @@ TOKEN_COLUMNS = (
     "example_id", "token_index", "token", "word_index", "word", "segment", "role", "char_start", "char_end",
     "in_answer", "in_question", "near_answer", "is_number", "is_stopword",
 )
+#: Tokens of a sentence(-pair) input (attention verbs on GLUE-style examples); ``kind`` is cls / sep /
+#: punctuation / other (QA tokens frames get the same column there).
+SENTENCE_TOKEN_COLUMNS = ("example_id", "token_index", "token", "word_index", "word", "segment", "char_start",
+                          "char_end", "kind")
 #: :func:`bert_insight.layer_ig` (and later attribution methods): ``method`` names the attribution
 #: method ("layer_ig"), ``quadrature`` the integration rule it used ("riemann" / "gausslegendre").
 ATTRIBUTION_COLUMNS = ("example_id", "method", "quadrature", "layer", "target", "token_index", "word_index",

@@ -305,3 +305,32 @@ def test_table1_puts_each_model_beside_the_papers_column(monkeypatch):
     wide = kovaleva.table1_wide(table)
     assert wide.loc[("mrpc", "f1"), "fine-tuned from pre-trained | ours"] == 83.0
     assert wide.loc[("mrpc", "accuracy"), "pre-trained, untrained head | paper"] == 31.6
+
+
+def test_default_classifier_is_built_once_then_loaded_by_task(tokenizer, monkeypatch, tmp_path, capsys):
+    """The store, lock and staging work for the classifiers: the first load builds (here a tiny model
+    stands in for the recipe), later loads and `model info --task` read the placed model."""
+    import bert_insight.models.default_classifiers as defaults
+    from bert_insight.cli import main
+
+    monkeypatch.setenv("BERT_INSIGHT_CACHE", str(tmp_path))
+    builds = []
+
+    def tiny_build(directory, task, *, glue_dir, precision, progress):
+        builds.append(task)
+        card = {"task": task, "recipe": "tiny", "scores": {"accuracy": 55.5}, "n_eval_examples": 3}
+        save_checkpoint(from_model(tiny_classifier("bert", seed=2), tokenizer, device="cpu", task=task, card=card),
+                        directory)
+        return card
+
+    monkeypatch.setattr(defaults, "build_classifier_into", tiny_build)
+    assert main(["model", "info", "--task", "rte"]) == 1
+    assert "not built yet" in capsys.readouterr().err
+    first = load_classifier(task="RTE", device="cpu")
+    second = load_classifier(task="rte", device="cpu")
+    assert builds == ["rte"] and first.task == second.task == "rte"
+    assert weights_fingerprint(first.model) == weights_fingerprint(second.model)
+    assert defaults.default_classifier_dir("rte") == tmp_path / "models" / "minilm-l6-glue-rte-v1"
+    assert not list((tmp_path / "models").glob(".minilm-l6-glue-rte-v1.building-*"))  # staging cleaned up
+    assert main(["model", "info", "--task", "rte"]) == 0
+    assert "55.5" in capsys.readouterr().out
