@@ -206,3 +206,45 @@ def _four_layer_classifier():
                            max_position_embeddings=128, num_labels=2)
     config._attn_implementation = "eager"
     return tf.BertForSequenceClassification(config).eval()
+
+
+def test_head_grid_shows_the_mean_per_head(tokenizer):
+    from bert_insight import viz
+
+    frame = pd.DataFrame({"task": "mrpc", "layer": [0, 0, 1, 1, 1], "head": [0, 1, 0, 1, 1],
+                          "value": [0.1, 0.2, 0.3, 0.4, 0.6]})
+    fig = viz.head_grid(frame, value="value")
+    source = fig.select_one({"name": "head_grid"})
+    cells = {(l, h): v for l, h, v in zip(source.data["layer"], source.data["head"], source.data["value"])}
+    assert cells == {(0, 0): 0.1, (0, 1): 0.2, (1, 0): 0.3, (1, 1): pytest.approx(0.5)}
+    with pytest.raises(BertInsightInputError, match="lacks"):
+        viz.head_grid(frame, value="to_cls")
+    mixed = pd.concat([frame, frame.assign(task="rte")])
+    with pytest.raises(BertInsightInputError, match="task="):
+        viz.head_grid(mixed, value="value")
+
+
+def test_attention_view_holds_every_map_and_escapes_tokens(tokenizer):
+    from bokeh.embed import file_html
+    from bokeh.models import HoverTool
+    from bokeh.resources import INLINE
+
+    from bert_insight import viz
+
+    handle = from_model(tiny_classifier("bert"), tokenizer, device="cpu", task="mrpc")
+    examples = pd.DataFrame({"example_id": ["x"], "text_a": ["<b>bold</b> & co"], "text_b": ["a cat"], "label": [0]})
+    maps = attention_maps(handle, examples, progress=False)
+    layout = viz.attention_view(maps, layer=1, head=2)
+    shown = layout.select_one({"name": "attention_map"})
+    np.testing.assert_allclose(shown.data["weight"], maps["x"].map(1, 2).ravel(), atol=1e-7)
+    store = layout.select_one({"name": "attention_store"})
+    assert len(store.data["names"]) == 3 * 4
+    np.testing.assert_allclose(store.data["maps"][store.data["names"].index("2-3")], maps["x"].map(2, 3).ravel(),
+                               atol=1e-7)
+    # Labels are the raw pieces (bokeh draws axes on a canvas and escapes @field tooltips: no {safe})
+    pieces = maps["x"].tokens["token"].tolist()
+    assert "<" in pieces and shown.data["key"][: len(pieces)] == [f"{i}: {p}" for i, p in enumerate(pieces)]
+    hover = layout.select_one({"type": HoverTool})
+    assert all("{safe}" not in field for _, field in hover.tooltips)
+    page = file_html(layout, INLINE, "attention")
+    assert "cdn.bokeh.org" not in page and "require.js" not in page
