@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-compat bench reproduce reproduce-kovaleva-table1 classifiers install clean
+.PHONY: demo test test-compat bench bench-attention reproduce reproduce-kovaleva-table1 classifiers install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,9 @@ test-compat: $(COMPAT_VENV)/.installed
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/layer_ig.py
+
+bench-attention: $(STAMP)
+	$(BIN)/python benchmarks/attention.py
 
 reproduce: $(STAMP)
 	$(BIN)/bert-insight reproduce notebooks/01_ramnath2020_layer_ig.ipynb -p n_examples 200 -p cache_dir $(CURDIR)/runs/ig_cache

@@ -1,4 +1,4 @@
-"""bert_insight: look inside BERT-style question-answering transformers.
+"""bert_insight: look inside BERT-style transformers, question answering first.
 
 The whole public surface is the table below: each verb takes a model handle and data and returns a
 tidy pandas DataFrame (columns named in its docstring). Names import lazily, so
@@ -61,6 +61,11 @@ _EXPORTS: dict[str, str] = {
     "ramnath2020_by_depth": "bert_insight.attribution.ramnath2020",
     "pos_tag_words": "bert_insight.pos",
     "tag_passages": "bert_insight.pos",
+    # attention (Kovaleva et al. 2019)
+    "attention_maps": "bert_insight.attention.maps",
+    "AttentionMaps": "bert_insight.attention.maps",
+    "special_token_attention": "bert_insight.attention.stats",
+    "attention_similarity": "bert_insight.attention.stats",
     # representations (Ramnath Figures 2-3; van Aken et al. 2019)
     "hidden_states": "bert_insight.representations",
     "TokenVectors": "bert_insight.representations",
