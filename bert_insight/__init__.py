@@ -66,6 +66,12 @@ _EXPORTS: dict[str, str] = {
     "AttentionMaps": "bert_insight.attention.maps",
     "special_token_attention": "bert_insight.attention.stats",
     "attention_similarity": "bert_insight.attention.stats",
+    "feature_attention": "bert_insight.attention.linguistic",
+    "token_to_token_attention": "bert_insight.attention.linguistic",
+    "relation_heads": "bert_insight.attention.linguistic",
+    "propbank_links": "bert_insight.attention.linguistic",
+    "dependency_links": "bert_insight.attention.linguistic",
+    "load_conllu": "bert_insight.data.conllu",
     # representations (Ramnath Figures 2-3; van Aken et al. 2019)
     "hidden_states": "bert_insight.representations",
     "TokenVectors": "bert_insight.representations",
