@@ -69,8 +69,8 @@ _EXPORTS: dict[str, str] = {
     "feature_attention": "bert_insight.attention.linguistic",
     "token_to_token_attention": "bert_insight.attention.linguistic",
     "relation_heads": "bert_insight.attention.linguistic",
-    "propbank_links": "bert_insight.attention.linguistic",
-    "dependency_links": "bert_insight.attention.linguistic",
+    "propbank_links": "bert_insight.data.conllu",
+    "dependency_links": "bert_insight.data.conllu",
     "load_conllu": "bert_insight.data.conllu",
     # representations (Ramnath Figures 2-3; van Aken et al. 2019)
     "hidden_states": "bert_insight.representations",
