@@ -58,6 +58,19 @@ def _config_for(source: str, display_name: str, local: bool):
 
 
 def _weights(auto_class, source: str, kwargs: dict, display_name: str):
+    from transformers.utils import logging as hf_logging
+
+    # transformers prints a table of newly initialised heads; we check the loading info ourselves
+    # (and refuse or allow the new head explicitly), so the table is noise.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        return _weights_quietly(auto_class, source, kwargs, display_name)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
+def _weights_quietly(auto_class, source: str, kwargs: dict, display_name: str):
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
         try:
