@@ -62,9 +62,11 @@ def test_sdpa_handle_gets_maps_and_keeps_its_implementation(tokenizer):
 
 def test_no_implementation_switch_survives_an_exception(tokenizer):
     handle = from_model(tiny_classifier("bert", attention="sdpa"), tokenizer, device="cpu", task="mrpc")
+    encoded = tokenizer("a cat", "sat", return_tensors="pt")
     with pytest.raises(RuntimeError, match="boom"):
         with eager_attention(handle.model):
-            assert handle.model.config._attn_implementation == "eager"
+            weights = handle.model(**encoded, output_attentions=True).attentions
+            assert weights[0] is not None and torch.isfinite(weights[0]).all()
             raise RuntimeError("boom")
     assert handle.model.config._attn_implementation == "sdpa"
 

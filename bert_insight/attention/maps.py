@@ -51,14 +51,19 @@ def eager_attention(model: torch.nn.Module) -> Iterator[None]:
         yield
         return
     setter = getattr(model, "set_attn_implementation", None)
+    can_switch = getattr(model, "_can_set_attn_implementation", None)
+    # transformers 5 switches the attention function at call time; 4.x models pick their attention
+    # classes when built (and their SDPA classes fall back to the eager path when asked for weights),
+    # so there only the config flag is set, for code that reads it.
+    dynamic = setter is not None and (can_switch is None or bool(can_switch()))
     try:
-        if setter is not None:
+        if dynamic:
             setter("eager")
-        else:  # transformers 4.x: SDPA modules fall back to the eager path when asked for weights
+        else:
             config._attn_implementation = "eager"
         yield
     finally:
-        if setter is not None and previous is not None:
+        if dynamic and previous is not None:
             setter(previous)
         else:
             config._attn_implementation = previous
