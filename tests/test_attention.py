@@ -250,3 +250,32 @@ def test_attention_view_holds_every_map_and_escapes_tokens(tokenizer):
     assert all("{safe}" not in field for _, field in hover.tooltips)
     page = file_html(layout, INLINE, "attention")
     assert "cdn.bokeh.org" not in page and "require.js" not in page
+
+
+def test_a_paused_stream_leaves_no_inference_mode_or_eager_switch_behind(tokenizer):
+    """The caller's code runs between yields: grad mode and the attention implementation must be its own."""
+    from bert_insight.attention.maps import attention_inputs, iter_attention
+
+    handle = from_model(tiny_classifier("bert", attention="sdpa"), tokenizer, device="cpu", task="mrpc")
+    examples = sentence_examples(6, seed=7)
+    inputs = attention_inputs(handle, examples)
+    stream = iter_attention(handle, inputs, layers=(0,), heads=(0,), batch_size=2, progress=False)
+    next(stream)
+    assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+    assert handle.model.config._attn_implementation == "sdpa"
+    del stream  # abandoned half-way
+
+
+def test_streams_do_not_wait_for_the_input_order(tokenizer):
+    """The longest input first: the stream still yields the shorter ones before it (no backlog of maps)."""
+    from bert_insight.attention.maps import attention_inputs, iter_attention
+
+    handle = from_model(tiny_classifier("bert"), tokenizer, device="cpu", task="mrpc")
+    examples = sentence_examples(6, seed=8)
+    examples.loc[0, "text_a"] = " ".join(["cat"] * 60)
+    inputs = attention_inputs(handle, examples)
+    order = [window.example_id for window, _, _ in iter_attention(handle, inputs, layers=(0,), heads=(0,),
+                                                                    batch_size=2, progress=False)]
+    assert order[-1] == "s0" and sorted(order) == sorted(examples["example_id"])
+    maps = attention_maps(handle, examples, batch_size=2, progress=False)
+    assert list(maps) == examples["example_id"].tolist()

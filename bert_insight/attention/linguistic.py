@@ -137,12 +137,14 @@ def _sentence_inputs(handle: ModelHandle, words: pd.DataFrame, max_length: int |
 
 
 def _stream(handle, prepared, *, layers, heads, batch_size, progress):
-    """Yield (item of ``prepared``, maps float64 (n_layers, n_heads, T, T)) for each prepared sentence."""
+    """Yield (position in ``prepared``, maps float64 (n_layers, n_heads, T, T)) for each prepared sentence,
+    in the stream's batch order."""
     inputs = [(window, sentence_tokens(handle.tokenizer, window, text, None))
               for _, _, window, _, text in prepared]
+    position = {id(window): index for index, (window, _) in enumerate(inputs)}
     stream = iter_attention(handle, inputs, layers=layers, heads=heads, batch_size=batch_size, progress=progress)
-    for item, (_, _, weights) in zip(prepared, stream):
-        yield item, weights.astype(np.float64)
+    for window, _, weights in stream:
+        yield position[id(window)], weights.astype(np.float64)
 
 
 def _params(layers, heads, max_length, batch_size, **extra) -> dict:
@@ -198,8 +200,8 @@ def feature_attention(
     shape = (len(layers), len(heads))
     total = {feature: np.zeros(shape) for feature in features}
     count = dict.fromkeys(features, 0)
-    for index, (_, weights) in enumerate(_stream(handle, [item for item, _ in prepared], layers=layers, heads=heads,
-                                                 batch_size=batch_size, progress=progress)):
+    for index, weights in _stream(handle, [item for item, _ in prepared], layers=layers, heads=heads,
+                                     batch_size=batch_size, progress=progress):
         into = weights.sum(axis=-2) / weights.shape[-1]  # (L, H, T): each key's attention from all queries
         for feature, element_pieces in prepared[index][1].items():
             scores = np.stack([into[..., element].sum(axis=-1) for element in element_pieces])
@@ -280,8 +282,8 @@ def token_to_token_attention(
             prepared.append((item, usable))
     total = np.zeros((len(layers), len(heads)))
     n_links = 0
-    for index, (_, weights) in enumerate(_stream(handle, [item for item, _ in prepared], layers=layers, heads=heads,
-                                                 batch_size=batch_size, progress=progress)):
+    for index, weights in _stream(handle, [item for item, _ in prepared], layers=layers, heads=heads,
+                                     batch_size=batch_size, progress=progress):
         for query, keys in prepared[index][1]:
             total += weights[..., query, keys].sum(axis=-1)
             n_links += 1
@@ -410,8 +412,8 @@ def relation_heads(
             f"{max_element_tokens} words, linked words at least {min_distance} apart) among {len(lengths)} sentences "
             f"and {len(links)} links; pass more sentences or loosen the filters.")
     total = np.zeros((len(layers), len(heads)))
-    for index, (_, weights) in enumerate(_stream(handle, [item for item, _ in prepared], layers=layers, heads=heads,
-                                                 batch_size=batch_size, progress=progress)):
+    for index, weights in _stream(handle, [item for item, _ in prepared], layers=layers, heads=heads,
+                                     batch_size=batch_size, progress=progress):
         best = np.full(total.shape, -np.inf)
         for source, target in prepared[index][1]:
             forward = weights[:, :, source][:, :, :, target]

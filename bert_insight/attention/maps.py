@@ -196,7 +196,8 @@ def check_heads(heads, num_heads: int) -> tuple[int, ...]:
 def iter_attention(handle: ModelHandle, inputs: list[tuple[QAWindow, pd.DataFrame]], *,
                    layers: tuple[int, ...], heads: tuple[int, ...], batch_size: int,
                    progress: bool) -> Iterator[tuple[QAWindow, pd.DataFrame, np.ndarray]]:
-    """For each input (in input order), its window, tokens frame and maps (len(layers), len(heads), T, T).
+    """For each input, its window, tokens frame and maps (len(layers), len(heads), T, T), in batch order
+    (shortest inputs first: the same order for the same inputs, so two models' streams zip).
 
     Batches hold inputs of similar length (little padding); only one batch's maps are alive at a time.
     """
@@ -207,11 +208,11 @@ def iter_attention(handle: ModelHandle, inputs: list[tuple[QAWindow, pd.DataFram
     order = sorted(range(len(inputs)), key=lambda i: len(inputs[i][0]))
     batches = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
     head_index = torch.tensor(heads)
-    pending: dict[int, np.ndarray] = {}
-    next_out = 0
     model = handle.model
-    with eager_attention(model), torch.inference_mode():
-        for batch in tqdm(batches, desc="attention", unit="batch", disable=not progress):
+    for batch in tqdm(batches, desc="attention", unit="batch", disable=not progress):
+        # The contexts close before anything is yielded: a paused or abandoned generator must not leave
+        # the caller in inference mode or the model in eager attention.
+        with eager_attention(model), torch.inference_mode():
             windows = [inputs[i][0] for i in batch]
             output = model(**handle.batch_inputs(windows), output_attentions=True)
             if not output.attentions or output.attentions[0] is None:
@@ -220,15 +221,13 @@ def iter_attention(handle: ModelHandle, inputs: list[tuple[QAWindow, pd.DataFram
                     "not support output_attentions.")
             stacked = torch.stack([output.attentions[layer] for layer in layers], dim=1)  # (B, L, H, T, T)
             stacked = stacked[:, :, head_index].float().cpu()
-            for row, index in enumerate(batch):
-                length = len(inputs[index][0])
-                pending[index] = stacked[row, :, :, :length, :length].numpy().copy()
+            maps = [stacked[row, :, :, :len(inputs[index][0]), :len(inputs[index][0])].numpy().copy()
+                    for row, index in enumerate(batch)]
             del stacked, output
-            # Yield in input order as soon as the next one is ready (batches run shortest first).
-            while next_out in pending:
-                window, tokens = inputs[next_out]
-                yield window, tokens, pending.pop(next_out)
-                next_out += 1
+        for index, weights in zip(batch, maps):
+            window, tokens = inputs[index]
+            yield window, tokens, weights
+        del maps
 
 
 @dataclass(frozen=True)
@@ -310,9 +309,10 @@ def attention_maps(
     head_tuple = check_heads(heads, handle.num_heads)
     inputs = attention_inputs(handle, examples, predictions=predictions, max_length=max_length,
                               doc_stride=doc_stride, progress=False)
-    collected = [ExampleAttention(window.example_id, weights, tokens, layer_tuple, head_tuple)
-                 for window, tokens, weights in iter_attention(handle, inputs, layers=layer_tuple, heads=head_tuple,
-                                                               batch_size=batch_size, progress=progress)]
+    by_id = {window.example_id: ExampleAttention(window.example_id, weights, tokens, layer_tuple, head_tuple)
+             for window, tokens, weights in iter_attention(handle, inputs, layers=layer_tuple, heads=head_tuple,
+                                                           batch_size=batch_size, progress=progress)}
+    collected = [by_id[window.example_id] for window, _ in inputs]  # example order
     return AttentionMaps(collected, frame_attrs(handle, "attention_maps", {
         "layers": list(layer_tuple), "heads": list(head_tuple), "max_length": max_length, "doc_stride": doc_stride,
         "batch_size": batch_size}))
