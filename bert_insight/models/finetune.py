@@ -29,7 +29,7 @@ from ..data.glue import glue_task
 from ..windows import DEFAULT_SENTENCE_MAX_LENGTH, QAWindow, encode_sentences, encode_validated_windows
 from .checkpoint import save_checkpoint
 from .handle import ClassifierHandle, ModelHandle, QAModelHandle, from_model
-from .training import TRAINING_LOG_COLUMNS, check_optimiser_settings, check_run_length, library_versions, train
+from .training import TRAINING_LOG_COLUMNS, check_optimiser_settings, check_run_length, train
 
 
 class LabelledWindow(NamedTuple):
@@ -168,24 +168,9 @@ def finetune_qa(
         "n_train_examples": int(len(train_examples)),
         "n_train_windows": len(labelled),
         "n_answer_windows": sum(item.has_answer for item in labelled),
-        "steps": run.steps,
-        "max_steps": max_steps,
-        "planned_steps": run.planned_steps,
-        "epochs": run.epochs,
-        "lr": lr,
-        "batch_size": batch_size,
-        "max_length": max_length,
-        "doc_stride": doc_stride,
-        "bf16": use_bf16,
-        "seed": seed,
-        "warmup_ratio": warmup_ratio,
-        "weight_decay": weight_decay,
-        "dropout": dropout,
-        "seconds": round(run.seconds, 1),
-        "stopped_by_time_budget": run.stopped_by_time_budget,
-        "device": str(device_),
-        **library_versions(),
-        "training_log": run.log,
+        **run.card_fields(max_steps=max_steps, device=device_, lr=lr, batch_size=batch_size, max_length=max_length,
+                          doc_stride=doc_stride, bf16=use_bf16, seed=seed, warmup_ratio=warmup_ratio,
+                          weight_decay=weight_decay, dropout=dropout),
     }
     tuned = from_model(model, tokenizer, name=f"{base.name} (fine-tuned for QA)", device=device_, card=card)
     if output_dir is not None:
@@ -291,23 +276,9 @@ def finetune_classifier(
         "base_model": handle.name,
         "init": init,
         "n_train_examples": int(len(train_examples)),
-        "steps": run.steps,
-        "max_steps": max_steps,
-        "planned_steps": run.planned_steps,
-        "epochs": run.epochs,
-        "lr": lr,
-        "batch_size": batch_size,
-        "max_length": max_length,
-        "bf16": use_bf16,
-        "seed": seed,
-        "warmup_ratio": warmup_ratio,
-        "weight_decay": weight_decay,
-        "dropout": dropout,
-        "seconds": round(run.seconds, 1),
-        "stopped_by_time_budget": run.stopped_by_time_budget,
-        "device": str(device_),
-        **library_versions(),
-        "training_log": run.log,
+        **run.card_fields(max_steps=max_steps, device=device_, lr=lr, batch_size=batch_size, max_length=max_length,
+                          bf16=use_bf16, seed=seed, warmup_ratio=warmup_ratio, weight_decay=weight_decay,
+                          dropout=dropout),
     }
     origin = "random init" if init == "random" else handle.name
     tuned = from_model(model, handle.tokenizer, name=f"{origin} (fine-tuned for {handle.task})", device=device_,

@@ -98,6 +98,14 @@ class TrainingRun:
     def epochs(self) -> float:
         return round(self.steps / self.steps_per_epoch, 4)
 
+    def card_fields(self, *, max_steps, device, **settings) -> dict:
+        """The training card's shared fields: the run's length and time, ``settings`` (lr, batch_size,
+        ...) in the caller's order, device, library versions and the training log."""
+        return {"steps": self.steps, "max_steps": max_steps, "planned_steps": self.planned_steps,
+                "epochs": self.epochs, **settings, "seconds": round(self.seconds, 1),
+                "stopped_by_time_budget": self.stopped_by_time_budget, "device": str(device),
+                **library_versions(), "training_log": self.log}
+
 
 def train(
     model: nn.Module,
