@@ -26,6 +26,16 @@ def make_frame(records: Iterable[dict[str, Any]], attrs: dict[str, Any]) -> pd.D
     return frame
 
 
+def unique_example_ids(frame: pd.DataFrame) -> list[str]:
+    """The frame's example ids as strings; BertInsightInputError naming the repeated ones."""
+    ids = [str(i) for i in frame["example_id"].tolist()]
+    duplicated = sorted(pd.Series(ids)[pd.Series(ids).duplicated()].unique())
+    if duplicated:
+        raise BertInsightInputError(
+            f"example_id must be unique; repeated: {duplicated[:10]}. Give every example its own id.")
+    return ids
+
+
 def _normalise_answers(value: Any, example_id: str) -> list[dict[str, Any]]:
     """Answers as a list of {"text", "answer_start"}; also takes the HF dict-of-lists layout."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -106,11 +116,7 @@ def validate_examples(examples: pd.DataFrame, *, allow_empty: bool = True) -> pd
             "examples is empty; pass at least one example (a filter such as examples[examples.title == ...] "
             "may have matched nothing).")
     frame = examples.copy()
-    ids = [str(i) for i in frame["example_id"].tolist()]
-    duplicated = sorted(pd.Series(ids)[pd.Series(ids).duplicated()].unique())
-    if duplicated:
-        raise BertInsightInputError(
-            f"example_id must be unique; repeated: {duplicated[:10]}. Give every example its own id.")
+    ids = unique_example_ids(frame)
     has_answers = "answers" in frame.columns
     answers_column = ([_normalise_answers(a, i) for a, i in zip(frame["answers"].tolist(), ids)] if has_answers
                       else [[] for _ in ids])

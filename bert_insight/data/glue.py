@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bert_insight.data._files import as_local_path, bundled_path
+from bert_insight.data.examples import unique_example_ids
 from bert_insight.errors import BertInsightInputError
 
 
@@ -480,11 +481,7 @@ def validate_sentence_examples(examples: pd.DataFrame, *, task: str | GlueTask,
         raise BertInsightInputError(
             "examples is empty; pass at least one example (a filter on the frame may have matched nothing).")
     frame = examples.copy()
-    ids = [str(i) for i in frame["example_id"].tolist()]
-    duplicated = sorted(pd.Series(ids)[pd.Series(ids).duplicated()].unique())
-    if duplicated:
-        raise BertInsightInputError(
-            f"example_id must be unique; repeated: {duplicated[:10]}. Give every example its own id.")
+    ids = unique_example_ids(frame)
     if "task" in frame.columns:
         for example_id, value in zip(ids, frame["task"].tolist()):
             if not isinstance(value, str) or _canonical(value) != spec.name:
