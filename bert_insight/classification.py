@@ -17,7 +17,7 @@ import torch
 from .data.glue import GlueTask, glue_task, validate_sentence_examples
 from .errors import BertInsightInputError
 from .frames import CLASSIFIER_PREDICTION_COLUMNS, CLASSIFIER_SCORE_COLUMNS, frame_attrs
-from .windows import DEFAULT_SENTENCE_MAX_LENGTH, encode_sentences
+from .windows import DEFAULT_SENTENCE_MAX_LENGTH, encode_sentences, length_sorted_batches
 
 if TYPE_CHECKING:
     from .models.handle import ClassifierHandle
@@ -60,13 +60,10 @@ def class_logits(handle: ClassifierHandle, examples: pd.DataFrame, *, max_length
     """(n_examples, num_labels) float32 logits on the CPU, in example order (examples validated)."""
     from tqdm.auto import tqdm
 
-    if not (isinstance(batch_size, int) and batch_size > 0):
-        raise BertInsightInputError(f"batch_size={batch_size!r}; pass a positive whole number such as 32.")
     handle.check_fits(max_length)
     windows = encode_sentences(handle.tokenizer, examples, max_length=max_length)
-    order = sorted(range(len(windows)), key=lambda i: len(windows[i]))  # similar lengths: little padding
+    batches = length_sorted_batches(windows, batch_size)
     logits = torch.empty((len(windows), handle.num_labels), dtype=torch.float32)
-    batches = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
     with torch.inference_mode():
         for batch in tqdm(batches, desc="classify", unit="batch", disable=not progress):
             output = handle.model(**handle.batch_inputs([windows[i] for i in batch]))

@@ -26,6 +26,7 @@ from .windows import (
     QAWindow,
     check_window_sizes,
     encode_validated_windows,
+    length_sorted_batches,
 )
 
 if TYPE_CHECKING:
@@ -42,12 +43,8 @@ def _window_logits(handle: QAModelHandle, windows: list[QAWindow], *, batch_size
     """Start and end logits (float32, CPU, trimmed to each window's length) for every window."""
     from tqdm.auto import tqdm
 
-    if not (isinstance(batch_size, int) and batch_size > 0):
-        raise BertInsightInputError(f"batch_size={batch_size!r}; pass a positive whole number such as 16.")
-    # Batching windows of similar length keeps padding (wasted compute) small.
-    order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
+    batches = length_sorted_batches(windows, batch_size)
     results: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(windows)
-    batches = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
     with torch.inference_mode():
         for batch in tqdm(batches, desc="predict", unit="batch", disable=not progress):
             inputs = handle.batch_inputs([windows[i] for i in batch])

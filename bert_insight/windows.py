@@ -162,6 +162,15 @@ def encode_validated_windows(tokenizer: PreTrainedTokenizerBase, examples: pd.Da
     return windows
 
 
+def length_sorted_batches(windows: list[QAWindow], batch_size: int) -> list[list[int]]:
+    """Indices of ``windows`` in batches of at most ``batch_size``, shortest windows first: members of a
+    batch have similar lengths, so padding (wasted compute) stays small. Checks ``batch_size``."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise BertInsightInputError(f"batch_size={batch_size!r}; pass a positive whole number such as 16.")
+    order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
+    return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+
+
 def collate_windows(windows: list[QAWindow], device: torch.device | str, *, pad_token_id: int,
                     token_type_ids: bool = True) -> dict:
     """Pad ``windows`` to the longest one in the batch (dynamic padding) and stack them on ``device``.

@@ -31,8 +31,8 @@ from ..errors import BertInsightInputError
 from ..frames import frame_attrs
 from ..models.handle import ModelHandle
 from ..windows import DEFAULT_SENTENCE_MAX_LENGTH, QAWindow, encode_sentences
-from .maps import iter_attention, sentence_tokens
-from .stats import _grid, _selection, task_label
+from .maps import iter_attention, resolve_selection, sentence_tokens
+from .stats import head_columns, task_label
 
 #: Footnote 6 of the paper: its hand-made list of negation words (matched lower-cased; a contraction
 #: such as "didn't", two UD words did + n't, matches as one element made of both words).
@@ -183,7 +183,7 @@ def feature_attention(
     Returns columns task (the classifier's task, "qa" or "encoder"), layer, head, feature, value,
     n_sentences (sentences that have the feature), one row per feature and head.
     """
-    layers, heads = _selection(handle, layers, heads)
+    layers, heads = resolve_selection(handle, layers, heads)
     features = _check_features(features)
     needed = sorted({"sentence_id", "word_index", "word", *(_FEATURE_COLUMNS_NEEDED[f] for f in features)})
     require_words(words, needed)
@@ -207,7 +207,7 @@ def feature_attention(
             scores = np.stack([into[..., element].sum(axis=-1) for element in element_pieces])
             total[feature] += scores.max(axis=0)
             count[feature] += 1
-    grid = _grid(layers, heads)
+    grid = head_columns(layers, heads)
     parts = []
     for feature in features:
         value = total[feature] / count[feature] if count[feature] else np.full(shape, np.nan)
@@ -270,7 +270,7 @@ def token_to_token_attention(
 
     Returns columns task, layer, head, relation, value (mean attention over links), n_links.
     """
-    layers, heads = _selection(handle, layers, heads)
+    layers, heads = resolve_selection(handle, layers, heads)
     require_words(words)
     pairs = _relation_pairs(words, relation)
     prepared = []
@@ -288,7 +288,7 @@ def token_to_token_attention(
             total += weights[..., query, keys].sum(axis=-1)
             n_links += 1
     value = total / n_links if n_links else np.full(total.shape, np.nan)
-    frame = pd.DataFrame({"task": task_label(handle), **_grid(layers, heads), "relation": relation,
+    frame = pd.DataFrame({"task": task_label(handle), **head_columns(layers, heads), "relation": relation,
                           "value": value.ravel(), "n_links": n_links}, columns=list(TOKEN_TO_TOKEN_COLUMNS))
     frame.attrs = frame_attrs(handle, "token_to_token_attention", _params(layers, heads, max_length, batch_size,
                                                                             relation=relation),
@@ -377,7 +377,7 @@ def relation_heads(
     ([layer, head] pairs whose value exceeds it, highest first). Raises BertInsightInputError when no
     sentence survives.
     """
-    layers, heads = _selection(handle, layers, heads)
+    layers, heads = resolve_selection(handle, layers, heads)
     max_sentence_tokens = _positive(max_sentence_tokens, "max_sentence_tokens")
     max_element_tokens = _positive(max_element_tokens, "max_element_tokens")
     min_distance = _positive(min_distance, "min_distance", minimum=0)
@@ -421,7 +421,7 @@ def relation_heads(
             best = np.maximum(best, np.maximum(forward.max(axis=(-2, -1)), backward.max(axis=(-2, -1))))
         total += best
     value = (total / len(prepared)).ravel()
-    grid = _grid(layers, heads)
+    grid = head_columns(layers, heads)
     frame = pd.DataFrame({"task": task_label(handle), **grid, "value": value, "n_sentences": len(prepared)},
                          columns=list(RELATION_HEAD_COLUMNS))
     percentile = float(np.percentile(value, 99))

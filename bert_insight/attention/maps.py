@@ -35,7 +35,7 @@ from ..layers import resolve_layers
 from ..models.handle import ClassifierHandle, ModelHandle, QAModelHandle
 from ..text import is_punctuation
 from ..tokens_frame import answer_windows, window_tokens
-from ..windows import DEFAULT_SENTENCE_MAX_LENGTH, QAWindow, encode_sentences
+from ..windows import DEFAULT_SENTENCE_MAX_LENGTH, QAWindow, encode_sentences, length_sorted_batches
 
 #: Token kinds every attention statistic groups keys by (``kind`` column of the tokens frames here).
 TOKEN_KINDS = ("cls", "sep", "punctuation", "other")
@@ -193,6 +193,12 @@ def check_heads(heads, num_heads: int) -> tuple[int, ...]:
     return tuple(sorted(set(int(head) for head in values)))
 
 
+def resolve_selection(handle: ModelHandle, layers, heads) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The block indices and head indices an attention verb collects (checks the handle, then both)."""
+    require_model_handle(handle)
+    return tuple(resolve_layers(layers, handle.num_layers, axis="blocks")), check_heads(heads, handle.num_heads)
+
+
 def iter_attention(handle: ModelHandle, inputs: list[tuple[QAWindow, pd.DataFrame]], *,
                    layers: tuple[int, ...], heads: tuple[int, ...], batch_size: int,
                    progress: bool) -> Iterator[tuple[QAWindow, pd.DataFrame, np.ndarray]]:
@@ -203,10 +209,7 @@ def iter_attention(handle: ModelHandle, inputs: list[tuple[QAWindow, pd.DataFram
     """
     from tqdm.auto import tqdm
 
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-        raise BertInsightInputError(f"batch_size={batch_size!r}; pass a positive whole number such as 16.")
-    order = sorted(range(len(inputs)), key=lambda i: len(inputs[i][0]))
-    batches = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = length_sorted_batches([window for window, _ in inputs], batch_size)
     head_index = torch.tensor(heads)
     model = handle.model
     for batch in tqdm(batches, desc="attention", unit="batch", disable=not progress):
@@ -304,9 +307,7 @@ def attention_maps(
     n_heads, T, T) float32 and ``tokens`` (the QA tokens frame's columns plus kind, or for sentences
     example_id, token_index, token, word_index, word, segment, char_start, char_end, kind).
     """
-    require_model_handle(handle)
-    layer_tuple = tuple(resolve_layers(layers, handle.num_layers, axis="blocks"))
-    head_tuple = check_heads(heads, handle.num_heads)
+    layer_tuple, head_tuple = resolve_selection(handle, layers, heads)
     inputs = attention_inputs(handle, examples, predictions=predictions, max_length=max_length,
                               doc_stride=doc_stride, progress=False)
     by_id = {window.example_id: ExampleAttention(window.example_id, weights, tokens, layer_tuple, head_tuple)

@@ -13,9 +13,8 @@ import pandas as pd
 
 from ..errors import BertInsightInputError
 from ..frames import frame_attrs
-from ..layers import resolve_layers
 from ..models.handle import ClassifierHandle, ModelHandle, QAModelHandle
-from .maps import TOKEN_KINDS, attention_inputs, check_heads, iter_attention, require_model_handle
+from .maps import TOKEN_KINDS, attention_inputs, iter_attention, require_model_handle, resolve_selection
 
 SPECIAL_TOKEN_COLUMNS = ("task", "layer", "head", *(f"to_{kind}" for kind in TOKEN_KINDS),
                          *(f"cls_query_to_{kind}" for kind in TOKEN_KINDS), "n_examples")
@@ -29,12 +28,8 @@ def task_label(handle: ModelHandle) -> str:
     return "qa" if isinstance(handle, QAModelHandle) else "encoder"
 
 
-def _selection(handle: ModelHandle, layers, heads) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    require_model_handle(handle)
-    return (tuple(resolve_layers(layers, handle.num_layers, axis="blocks")), check_heads(heads, handle.num_heads))
-
-
-def _grid(layers: tuple[int, ...], heads: tuple[int, ...]) -> dict[str, np.ndarray]:
+def head_columns(layers: tuple[int, ...], heads: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """The layer and head columns of a per-head frame, in (layer, head) order."""
     layer_grid, head_grid = np.meshgrid(np.array(layers), np.array(heads), indexing="ij")
     return {"layer": layer_grid.ravel(), "head": head_grid.ravel()}
 
@@ -63,7 +58,7 @@ def special_token_attention(
     to_punctuation, to_other, cls_query_to_cls, cls_query_to_sep, cls_query_to_punctuation,
     cls_query_to_other, n_examples.
     """
-    layers, heads = _selection(handle, layers, heads)
+    layers, heads = resolve_selection(handle, layers, heads)
     inputs = attention_inputs(handle, examples, predictions=predictions, max_length=max_length,
                               doc_stride=doc_stride, progress=False)
     shape = (len(layers), len(heads))
@@ -81,7 +76,7 @@ def special_token_attention(
             if len(cls_positions):
                 cls_to_kind[kind] += mass[..., cls_positions[0]]
         count += 1
-    columns = {"task": task_label(handle), **_grid(layers, heads)}
+    columns = {"task": task_label(handle), **head_columns(layers, heads)}
     for kind in TOKEN_KINDS:
         columns[f"to_{kind}"] = (to_kind[kind] / count).ravel()
     for kind in TOKEN_KINDS:
@@ -114,7 +109,7 @@ def attention_similarity(
 
     Returns columns task (``handle_b``'s task label), layer, head, cosine_similarity, n_examples.
     """
-    layers, heads = _selection(handle_a, layers, heads)
+    layers, heads = resolve_selection(handle_a, layers, heads)
     require_model_handle(handle_b)
     if (handle_a.num_layers, handle_a.num_heads) != (handle_b.num_layers, handle_b.num_heads):
         raise BertInsightInputError(
@@ -139,7 +134,7 @@ def attention_similarity(
         b = second.reshape(len(layers), len(heads), -1).astype(np.float64)
         total += (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
         count += 1
-    frame = pd.DataFrame({"task": task_label(handle_b), **_grid(layers, heads),
+    frame = pd.DataFrame({"task": task_label(handle_b), **head_columns(layers, heads),
                           "cosine_similarity": (total / count).ravel(), "n_examples": count},
                          columns=list(SIMILARITY_COLUMNS))
     frame.attrs = frame_attrs(handle_b, "attention_similarity", {
