@@ -170,17 +170,17 @@ def from_model(
         )
     adapter = adapter_for(model)
     card = dict(card or {})
-    if is_sequence_classifier(model):
+    classifier = is_sequence_classifier(model)
+    if classifier:
         task_name, label_names = classifier_task(model, task if task is not None else card.get("task"), name)
-        resolved = resolve_device(device)
-        model = model.to(resolved).eval()
-        attention = getattr(model.config, "_attn_implementation", None) or "sdpa"
-        return ClassifierHandle(model, tokenizer, adapter, resolved, str(name), attention, card,
-                                task=task_name, label_names=label_names)
-    require_qa_head(model, adapter, name)
+    else:
+        require_qa_head(model, adapter, name)
     resolved = resolve_device(device)
     model = model.to(resolved).eval()
     attention = getattr(model.config, "_attn_implementation", None) or "sdpa"
+    if classifier:
+        return ClassifierHandle(model, tokenizer, adapter, resolved, str(name), attention, card,
+                                task=task_name, label_names=label_names)
     return QAModelHandle(model, tokenizer, adapter, resolved, str(name), attention, card)
 
 
