@@ -222,15 +222,19 @@ def iter_attention(handle: ModelHandle, inputs: list[tuple[QAWindow, pd.DataFram
                 raise BertInsightInputError(
                     f"{handle.name!r} returned no attention weights even with eager attention; its family may "
                     "not support output_attentions.")
-            stacked = torch.stack([output.attentions[layer] for layer in layers], dim=1)  # (B, L, H, T, T)
-            stacked = stacked[:, :, head_index].float().cpu()
-            maps = [stacked[row, :, :, :len(inputs[index][0]), :len(inputs[index][0])].numpy().copy()
-                    for row, index in enumerate(batch)]
-            del stacked, output
-        for index, weights in zip(batch, maps):
+            attentions = [output.attentions[layer] for layer in layers]
+            del output
+            if len(heads) != handle.num_heads:
+                attentions = [weights[:, head_index] for weights in attentions]
+            # numpy views of the per-layer tensors (no copy for float32 on the CPU): the batch's maps exist
+            # once, and each row is copied out, unpadded, only when it is yielded.
+            arrays = [weights.float().cpu().numpy() for weights in attentions]
+            del attentions
+        for row, index in enumerate(batch):
             window, tokens = inputs[index]
-            yield window, tokens, weights
-        del maps
+            size = len(window)
+            yield window, tokens, np.stack([weights[row, :, :size, :size] for weights in arrays])
+        del arrays
 
 
 @dataclass(frozen=True)

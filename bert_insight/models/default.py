@@ -93,10 +93,19 @@ def ensure_default_model(progress: bool = True, rebuild: bool = False,
 
 
 def cpu_name() -> str:
+    """The CPU's model name, with family and model numbers where /proc/cpuinfo has them (cloud EPYC
+    parts of three generations all call themselves "AMD EPYC")."""
     try:
+        fields: dict[str, str] = {}
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            if not line.strip():
+                break  # the first processor's block is enough
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+        if "model name" in fields:
+            numbers = (f" (family {fields['cpu family']} model {fields['model']})"
+                       if "cpu family" in fields and "model" in fields else "")
+            return fields["model name"] + numbers
     except OSError:
         pass
     import platform
