@@ -106,52 +106,17 @@ def score_prediction(prediction: str, gold_texts: list[str], *, squad2: bool) ->
     return exact, max(overlap(gold) for gold in golds)
 
 
-def _is_squad2(examples: pd.DataFrame, null_threshold: float | None) -> bool:
+def is_squad2(examples: pd.DataFrame, null_threshold: float | None) -> bool:
     if null_threshold is not None:
         return True
     return "is_impossible" in examples.columns and bool(examples["is_impossible"].fillna(False).astype(bool).any())
 
 
-def predict(
-    handle: QAModelHandle,
-    examples: pd.DataFrame,
-    *,
-    max_length: int = DEFAULT_MAX_LENGTH,
-    doc_stride: int = DEFAULT_DOC_STRIDE,
-    batch_size: int = 16,
-    max_answer_length: int = 30,
-    null_threshold: float | None = None,
-    progress: bool = True,
-) -> pd.DataFrame:
-    """Predict the answer span of every example.
-
-    Every window of an example is searched exhaustively for the context span with the highest
-    start + end logit (start <= end <= start + max_answer_length - 1); the best window wins. When any
-    example is unanswerable (``is_impossible``) or ``null_threshold`` is given (SQuAD 2.0 mode), the
-    null score (start + end logit of the first token, lowest over windows) competes: the prediction is
-    empty when null_score > best_span_score + null_threshold (default 0.0), as in Hugging Face's
-    ``run_qa.py``.
-
-    Returns one row per example with columns: example_id, pred_text, pred_start, pred_end (character
-    offsets into the context, end exclusive; -1 for an empty prediction), start_index, end_index (token
-    positions in the chosen window; 0 for an empty prediction), window_index, score (start + end logit),
-    confidence (softmax(start)[start_index] * softmax(end)[end_index] within that window), exact_match,
-    f1 (in [0, 1], official SQuAD normalisation, max over gold answers; NaN without gold in SQuAD 1.1
-    mode), n_windows. ``attrs`` carry the model name, fingerprint and parameters.
-    """
-    from .models.handle import require_qa_handle
-
-    require_qa_handle(handle, "predict")
-    examples = validate_examples(examples, allow_empty=False)
-    check_window_sizes(max_length, doc_stride)
-    handle.check_fits(max_length)
-    if not (isinstance(max_answer_length, int) and max_answer_length > 0):
-        raise BertInsightInputError(f"max_answer_length={max_answer_length!r}; pass a positive number of tokens.")
-    squad2 = _is_squad2(examples, null_threshold)
-    threshold = 0.0 if null_threshold is None else float(null_threshold)
-    windows = encode_validated_windows(handle.tokenizer, examples, max_length=max_length, doc_stride=doc_stride)
-    logits = _window_logits(handle, windows, batch_size=batch_size, progress=progress)
-
+def decode_predictions(examples: pd.DataFrame, windows: list[QAWindow],
+                       logits: list[tuple[torch.Tensor, torch.Tensor]], *, max_answer_length: int, squad2: bool,
+                       threshold: float) -> list[dict]:
+    """One prediction row per example (``predict``'s columns) from every window's start and end logits:
+    the best span over the example's windows, or the null answer in SQuAD 2.0 mode."""
     windows_of: dict[str, list[int]] = {}
     for position, window in enumerate(windows):
         windows_of.setdefault(window.example_id, []).append(position)
@@ -194,6 +159,51 @@ def predict(
             "f1": overlap,
             "n_windows": windows[position].n_windows,
         })
+    return rows
+
+
+def predict(
+    handle: QAModelHandle,
+    examples: pd.DataFrame,
+    *,
+    max_length: int = DEFAULT_MAX_LENGTH,
+    doc_stride: int = DEFAULT_DOC_STRIDE,
+    batch_size: int = 16,
+    max_answer_length: int = 30,
+    null_threshold: float | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Predict the answer span of every example.
+
+    Every window of an example is searched exhaustively for the context span with the highest
+    start + end logit (start <= end <= start + max_answer_length - 1); the best window wins. When any
+    example is unanswerable (``is_impossible``) or ``null_threshold`` is given (SQuAD 2.0 mode), the
+    null score (start + end logit of the first token, lowest over windows) competes: the prediction is
+    empty when null_score > best_span_score + null_threshold (default 0.0), as in Hugging Face's
+    ``run_qa.py``.
+
+    Returns one row per example with columns: example_id, pred_text, pred_start, pred_end (character
+    offsets into the context, end exclusive; -1 for an empty prediction), start_index, end_index (token
+    positions in the chosen window; 0 for an empty prediction), window_index, score (start + end logit),
+    confidence (softmax(start)[start_index] * softmax(end)[end_index] within that window), exact_match,
+    f1 (in [0, 1], official SQuAD normalisation, max over gold answers; NaN without gold in SQuAD 1.1
+    mode), n_windows. ``attrs`` carry the model name, fingerprint and parameters.
+    """
+    from .models.handle import require_qa_handle
+
+    require_qa_handle(handle, "predict")
+    examples = validate_examples(examples, allow_empty=False)
+    check_window_sizes(max_length, doc_stride)
+    handle.check_fits(max_length)
+    if not (isinstance(max_answer_length, int) and max_answer_length > 0):
+        raise BertInsightInputError(f"max_answer_length={max_answer_length!r}; pass a positive number of tokens.")
+    squad2 = is_squad2(examples, null_threshold)
+    threshold = 0.0 if null_threshold is None else float(null_threshold)
+    windows = encode_validated_windows(handle.tokenizer, examples, max_length=max_length, doc_stride=doc_stride)
+    logits = _window_logits(handle, windows, batch_size=batch_size, progress=progress)
+
+    rows = decode_predictions(examples, windows, logits, max_answer_length=max_answer_length, squad2=squad2,
+                              threshold=threshold)
     frame = pd.DataFrame(rows, columns=list(PREDICTION_COLUMNS))
     frame.attrs = frame_attrs(handle, "bert_insight.predict", {
         "max_length": max_length, "doc_stride": doc_stride, "max_answer_length": max_answer_length,
@@ -233,7 +243,7 @@ def evaluate(predictions: pd.DataFrame, *, examples: pd.DataFrame) -> pd.DataFra
             f"{len(missing)} example(s) have no prediction (first: {missing[0]!r}); predict every example, "
             "or evaluate only the examples you predicted."
         )
-    squad2 = _is_squad2(examples, None)
+    squad2 = is_squad2(examples, None)
     rows = []
     for _, example in examples.iterrows():
         text = predicted[str(example["example_id"])]

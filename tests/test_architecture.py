@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "bert_insight"
 #: Layer of each module (longest matching prefix wins): a module may import its own layer or lower.
 LAYERS = {
     "bert_insight.errors": 0, "bert_insight._compat": 0, "bert_insight.device": 0, "bert_insight.text": 0,
-    "bert_insight.layers": 0, "bert_insight.frames": 0,
+    "bert_insight.layers": 0, "bert_insight.frames": 0, "bert_insight.resampling": 0,
     "bert_insight.data": 1, "bert_insight.cache": 1,
     "bert_insight.windows": 2, "bert_insight.pos": 2,
     "bert_insight.pos_training": 3, "bert_insight.models.adapters": 3, "bert_insight.models.offline": 3,

@@ -140,6 +140,21 @@ class ArchitectureAdapter:
         start, end = logits.split(1, dim=-1)
         return start.squeeze(-1), end.squeeze(-1)
 
+    def classifier_logits(self, model: nn.Module, last_hidden: torch.Tensor) -> torch.Tensor:
+        """(batch, num_labels) logits of a ...ForSequenceClassification model from the last block's
+        output: each family's own head (BERT/ALBERT pool the first token through their pooler, RoBERTa and
+        ELECTRA have a classification head on the sequence, DistilBERT a pre-classifier), eval mode."""
+        if self.family in ("roberta", "electra"):
+            return model.classifier(last_hidden)
+        if self.family == "distilbert":
+            return model.classifier(torch.relu(model.pre_classifier(last_hidden[:, 0])))
+        base = self.base_model(model)
+        if self.family == "albert":
+            pooled = base.pooler_activation(base.pooler(last_hidden[:, 0]))
+        else:
+            pooled = base.pooler(last_hidden)
+        return model.classifier(model.dropout(pooled))
+
     def logits_from_layer(
         self,
         model: nn.Module,
