@@ -114,6 +114,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--examples", type=int, default=None)
     parser.add_argument("--length", type=int, default=128)
+    parser.add_argument("--models", nargs="+", default=["minilm", "bert-base"], choices=["minilm", "bert-base"])
     parser.add_argument("--child", nargs=2, metavar=("MODEL", "METHOD"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     n = args.examples or (64 if args.quick else 1000)
@@ -128,7 +129,7 @@ def main() -> int:
     print(f"CPU: {cpu}; {n} examples of {args.length} tokens; batches of 16")
     print(f"{'model':9} {'allocator':10} {'method':10} {'seconds':>8} {'peak MB':>8}")
     allocators = {"default": {}, "mmap-1MB": {"MALLOC_MMAP_THRESHOLD_": "1048576"}}
-    for model_name in ("minilm", "bert-base"):
+    for model_name in args.models:
         for allocator, variables in allocators.items():
             measured = {}
             for method in ("streaming", "baseline"):

@@ -294,7 +294,8 @@ def sweep_outputs(handle: ModelHandle, windows: list[QAWindow], ablations: Seque
                     for begin in range(0, len(members), batch_size):
                         chunk = members[begin: begin + batch_size]
                         ablator.row_masks = _masks_for([ablations[i] for i in chunk], handle.num_heads, handle.device)
-                        state = hidden[start_layer].expand(len(chunk), -1, -1)
+                        # a copy, not a stride-0 view: fp32 matmuls on expanded inputs take a slow path
+                        state = hidden[start_layer].expand(len(chunk), -1, -1).contiguous()
                         for layer in range(start_layer, num_layers):
                             ablator.layer = layer
                             state = adapter.run_block(model, layer, state)

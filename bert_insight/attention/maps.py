@@ -29,6 +29,7 @@ import torch
 
 from ..data.examples import validate_examples
 from ..data.glue import validate_sentence_examples
+from ..device import release_freed_memory
 from ..errors import BertInsightInputError
 from ..frames import SENTENCE_TOKEN_COLUMNS, frame_attrs
 from ..layers import resolve_layers
@@ -235,6 +236,7 @@ def iter_attention(handle: ModelHandle, inputs: list[tuple[QAWindow, pd.DataFram
             size = len(window)
             yield window, tokens, np.stack([weights[row, :, :size, :size] for weights in arrays])
         del arrays
+        release_freed_memory()
 
 
 @dataclass(frozen=True)
