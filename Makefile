@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-compat bench bench-attention reproduce reproduce-kovaleva-table1 classifiers install clean
+.PHONY: demo test test-compat bench bench-attention reproduce reproduce-kovaleva reproduce-kovaleva-table1 bench-ablate classifiers install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,9 @@ bench: $(STAMP)
 bench-attention: $(STAMP)
 	$(BIN)/python benchmarks/attention.py
 
+bench-ablate: $(STAMP)
+	$(BIN)/python benchmarks/ablate_heads.py
+
 reproduce: $(STAMP)
 	$(BIN)/bert-insight reproduce notebooks/01_ramnath2020_layer_ig.ipynb -p n_examples 200 -p cache_dir $(CURDIR)/runs/ig_cache
 
@@ -58,6 +61,10 @@ reproduce: $(STAMP)
 GLUE_DIR ?= ../shared/data/glue
 classifiers: $(STAMP)
 	$(BIN)/bert-insight model build --all --glue-dir $(GLUE_DIR)
+
+SHARED_DATA ?= $(abspath ../shared/data)
+reproduce-kovaleva: $(STAMP)
+	$(BIN)/bert-insight reproduce notebooks/04_kovaleva2019_attention.ipynb -p shared_data $(SHARED_DATA)
 
 reproduce-kovaleva-table1: $(STAMP)
 	$(BIN)/python -m bert_insight.kovaleva2019 --glue-dir $(GLUE_DIR) --output runs/kovaleva2019_table1.csv

@@ -40,6 +40,8 @@ _EXPORTS: dict[str, str] = {
     "load_glue": "bert_insight.data",
     "validate_sentence_examples": "bert_insight.data",
     "split_examples": "bert_insight.data",
+    "load_glue_heldout": "bert_insight.models.default_classifiers",
+    "base_classifier": "bert_insight.models.default_classifiers",
     # QA predictions and tokens
     "predict": "bert_insight.qa",
     "evaluate": "bert_insight.qa",

@@ -25,6 +25,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import pandas as pd
+
 from ..classification import evaluate_classifier
 from ..data.glue import glue_task, load_glue, split_examples
 from ..device import bf16_is_fast, resolve_device
@@ -106,6 +108,16 @@ def recipe_data(task: str, glue_dir: str | os.PathLike | None = None):
     source = glue_dir if glue_dir is not None else "the `datasets` hub copy"
     return train, evaluation, (f"GLUE {task} train split{note} from {source}; evaluated on its {eval_split} split "
                                f"({len(evaluation)} examples)")
+
+
+def load_glue_heldout(task: str, glue_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The examples the offline default classifier of ``task`` is evaluated on and never trained on
+    (GLUE dev; QNLI: the bundled dev set's held-out 20 %; RTE with ``glue_dir``: the re-split test).
+
+    Returns the sentence-task frame of :func:`bert_insight.load_glue`: example_id, text_a, text_b
+    (None for single-sentence tasks), label.
+    """
+    return recipe_data(task, glue_dir)[1]
 
 
 def base_classifier(task: str, *, device="auto"):
