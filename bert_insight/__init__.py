@@ -71,6 +71,8 @@ _EXPORTS: dict[str, str] = {
     "feature_attention": "bert_insight.attention.linguistic",
     "token_to_token_attention": "bert_insight.attention.linguistic",
     "relation_heads": "bert_insight.attention.linguistic",
+    "attention_classes": "bert_insight.attention.patterns", "class_proportions": "bert_insight.attention.patterns",
+    "AttentionPatternClassifier": "bert_insight.attention.patterns",
     "ablate_heads": "bert_insight.attention.ablation",
     "disabled_heads": "bert_insight.attention.ablation",
     "paired_bootstrap": "bert_insight.resampling",

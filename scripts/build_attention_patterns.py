@@ -7,11 +7,14 @@
     .venv/bin/python scripts/build_attention_patterns.py apply
 
 ``collect`` draws maps from the offline models (the QA default on held-out SQuAD windows of 384 and of
-128 tokens, the five GLUE classifiers and the pre-trained MiniLM on their tasks' evaluation examples),
+128 tokens, the five GLUE classifiers and the pre-trained MiniLM on their tasks' evaluation examples,
+and short inputs: SST-2 cut at 16 tokens, MRPC pairs at 24),
 picks examples from the short, middle and long thirds of a pool so several input lengths appear, and
-from each example eight (layer, head) maps: one random head in every layer plus two drawn with weights
-inverse to their rule class's frequency among that example's 72 maps (diagonal and block heads are
-rare, so the set over-represents them; class proportions come from the classifier, not from this set).
+from each example eight to ten (layer, head) maps: one random head in every layer plus two drawn with weights
+inverse to their rule class's frequency among that example's 72 maps, then one block candidate
+(:func:`block_candidate`) and, in the short inputs, one rule-diagonal map, where the example has one.
+Diagonal and block heads are rare, so the set over-represents them; class proportions come from the
+classifier, not from this set.
 It stores every map downsampled to 32 x 32 (float16, maps.npz) and a table (maps.csv) of provenance
 (model, task, max_length, example_id, layer, head, n_tokens, kinds), features, rule label and split,
 and keeps the full-resolution maps in --full (outside the repository) for the audit.
@@ -56,6 +59,7 @@ from bert_insight.attention.patterns import (  # noqa: E402
     bundled_patterns_dir,
     downsample,
     encode_kinds,
+    pack_images,
     pattern_features,
     rule_label,
 )
@@ -68,10 +72,13 @@ UNIFORM_PER_EXAMPLE = 6  # one per layer (MiniLM has 6)
 ENRICHED_PER_EXAMPLE = 2
 PRETRAINED_TASKS = ("mrpc", "qnli", "rte", "sst2")
 HELDOUT_FOLDS = 4
+SHORT_INPUT = 24  # max_length of the short-input sources
 SEED = 0
 TABLE_COLUMNS = ("map_id", "model", "task", "max_length", "example_id", "layer", "head", "kinds", *FEATURE_NAMES,
                  "rule_label", "label", "audited", "split")
 AUDIT_COLUMNS = ("map_id", "label")
+SHORT_NAMES = {"vertical": "vert", "diagonal": "diag", "vertical_diagonal": "v+d", "block": "block",
+               "heterogeneous": "het"}
 
 
 def sources(glue_dir: str):
@@ -86,6 +93,10 @@ def sources(glue_dir: str):
         yield f"glue-{task}", task, 128, (lambda t=task: bi.load_classifier(task=t, glue_dir=glue_dir)), glue_eval(task)
     for task in PRETRAINED_TASKS:
         yield "pretrained", task, 128, (lambda t=task: base_classifier(t)), glue_eval(task)
+    # Short inputs (truncated): few natural inputs are under 16 tokens, so short maps, where every token
+    # covers several image bins, would otherwise be rare. Appended last, so the streams above keep their seeds.
+    yield "glue-sst2", "sst2", 16, (lambda: bi.load_classifier(task="sst2", glue_dir=glue_dir)), glue_eval("sst2")
+    yield "pretrained", "mrpc", 24, (lambda: base_classifier("mrpc")), glue_eval("mrpc")
 
 
 def pick_by_length(inputs, rng: np.random.Generator, count: int) -> list[int]:
@@ -117,6 +128,13 @@ def pick_heads(rules: np.ndarray, rng: np.random.Generator) -> list[tuple[int, i
     return picked
 
 
+def block_candidate(f: dict[str, float]) -> bool:
+    """Maps that may be block maps: two segments, attention kept inside the own segment (not local), no
+    strong stripe. Block maps are rare (about 3% of heads), so each example adds one of these."""
+    return (f["n_segments"] >= 2 and f["segment_contrast"] >= 0.72 and f["own_segment"] >= 0.35
+            and f["local"] < 0.35 and max(f["top_columns"], f["stripes"]) < 0.5)
+
+
 def collect(args) -> None:
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
@@ -124,6 +142,8 @@ def collect(args) -> None:
     started = time.perf_counter()
     for number, (model, task, max_length, load_handle, load_examples) in enumerate(sources(args.glue_dir)):
         rng = np.random.default_rng([SEED, number])
+        extra_rng = np.random.default_rng([SEED, number, 1])  # own streams: the other picks stay as they were
+        short_rng = np.random.default_rng([SEED, number, 2])
         torch.manual_seed(SEED)  # the pre-trained model's fresh head (irrelevant to attention, but fixed)
         handle = load_handle()
         examples = load_examples()
@@ -139,7 +159,17 @@ def collect(args) -> None:
             kinds = tokens["kind"].to_numpy()
             features = [[pattern_features(weights[layer, head], kinds) for head in heads] for layer in layers]
             rules = np.array([[rule_label(f) for f in row] for row in features])
-            for layer, head in pick_heads(rules, rng):
+            picked = pick_heads(rules, rng)
+            candidates = [(layer, head) for layer in layers for head in heads
+                          if (layer, head) not in picked and block_candidate(features[layer][head])]
+            if candidates:
+                picked.append(candidates[int(extra_rng.integers(len(candidates)))])
+            if max_length <= SHORT_INPUT:  # short diagonal maps are rarer still, and look least like long ones
+                diagonals = [(layer, head) for layer in layers for head in heads
+                             if (layer, head) not in picked and rules[layer, head] == "diagonal"]
+                if diagonals:
+                    picked.append(diagonals[int(short_rng.integers(len(diagonals)))])
+            for layer, head in picked:
                 map_id = f"{model}/{task}/{max_length}/{window.example_id}/L{layer}H{head}"
                 f = features[layer][head]
                 rows.append({"map_id": map_id, "model": model, "task": task, "max_length": max_length,
@@ -149,16 +179,15 @@ def collect(args) -> None:
                 full[map_id] = weights[layer, head].astype(np.float16)
         print(f"{model} {task} {max_length}: {len(rows)} maps after {time.perf_counter() - started:.0f} s", flush=True)
     table = pd.DataFrame(rows)
-    table["split"] = heldout_split(table)
+    table["split"] = "train"  # set by apply_audit, from the final labels
     table["label"] = table["rule_label"]
     table["audited"] = False
     table = table[list(TABLE_COLUMNS)]
-    table.to_csv(output / "maps.csv", index=False, float_format="%.6g")
-    np.savez_compressed(output / "maps.npz", images=np.stack(images))
+    table.to_csv(output / "maps.csv", index=False, float_format="%.4g")
+    np.savez_compressed(output / "maps.npz", **pack_images(np.stack(images)))
     Path(args.full).parent.mkdir(parents=True, exist_ok=True)
     np.savez(args.full, ids=np.array(list(full)), **{f"m{i}": m for i, m in enumerate(full.values())})
     apply_audit(output)
-    print(table.groupby("split")["rule_label"].value_counts().unstack(fill_value=0))
 
 
 def heldout_split(table: pd.DataFrame) -> np.ndarray:
@@ -166,7 +195,7 @@ def heldout_split(table: pd.DataFrame) -> np.ndarray:
 
     groups = (table["task"] + "/" + table["example_id"]).to_numpy()
     folds = StratifiedGroupKFold(n_splits=HELDOUT_FOLDS, shuffle=True, random_state=SEED)
-    _, heldout = next(folds.split(table, table["rule_label"], groups))
+    _, heldout = next(folds.split(table, table["label"], groups))
     split = np.full(len(table), "train", dtype=object)
     split[heldout] = "heldout"
     return split
@@ -185,9 +214,11 @@ def apply_audit(output: Path) -> None:
     labels = dict(zip(audit["map_id"], audit["label"]))
     table["audited"] = table["map_id"].isin(labels)
     table["label"] = [labels.get(map_id, rule) for map_id, rule in zip(table["map_id"], table["rule_label"])]
-    table.to_csv(output / "maps.csv", index=False, float_format="%.6g")
+    table["split"] = heldout_split(table)
+    table.to_csv(output / "maps.csv", index=False, float_format="%.4g")
     changed = int((table["label"] != table["rule_label"]).sum())
     print(f"{len(table)} maps, {int(table['audited'].sum())} audited, {changed} labels changed by the audit")
+    print(table.groupby("split")["label"].value_counts().unstack(fill_value=0).to_string())
 
 
 # ---- the audit ------------------------------------------------------------------------------------------
@@ -197,28 +228,40 @@ def load_full(path: str) -> dict[str, np.ndarray]:
 
 
 def render_sheet(panels: list[tuple[str, np.ndarray, np.ndarray]], path: Path, columns: int = 6) -> None:
-    """One PNG of (title, map, kinds) panels: sqrt intensity, maps over 160 tokens area-downsampled."""
+    """One PNG of (title, map, kinds) panels: sqrt intensity, maps over 160 tokens area-downsampled.
+
+    Above each map a strip shows the attention each 1/32 of the keys gets, averaged over queries
+    (black = half of all attention), so a one-token [CLS] stripe in a long map is not missed.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = -(-len(panels) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(columns * 2.3, rows * 2.55), dpi=80, squeeze=False)
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * 2.3, rows * 2.7), dpi=80, squeeze=False)
     for axis in axes.ravel():
         axis.axis("off")
     for axis, (title, weights, kinds) in zip(axes.ravel(), panels):
         n = weights.shape[0]
         shown = downsample(weights, 160) if n > 160 else weights
-        scale = shown.shape[0] / n
+        size = shown.shape[0]
         intensity = np.sqrt(np.clip(shown, 0, None))
-        axis.imshow(intensity, cmap="Greys", vmin=0, vmax=max(float(intensity.max()), 1e-6), interpolation="nearest")
-        for kind_set, colour, size in ((("cls", "sep"), "red", 14), (("punctuation",), "dodgerblue", 8)):
+        intensity = intensity / max(float(intensity.max()), 1e-6)
+        profile = downsample(weights, IMAGE_SIZE).mean(axis=0)
+        strip_row = np.sqrt(np.clip(profile / 0.5, 0, 1))[np.minimum(np.arange(size) * IMAGE_SIZE // size,
+                                                                      IMAGE_SIZE - 1)]
+        strip = max(2, size // 12)
+        gap = max(1, size // 40)
+        composite = np.vstack([np.tile(strip_row, (strip, 1)), np.zeros((gap, size)), intensity])
+        axis.imshow(composite, cmap="Greys", vmin=0, vmax=1, interpolation="nearest")
+        scale = size / n
+        for kind_set, colour, marker_size in ((("cls", "sep"), "red", 14), (("punctuation",), "dodgerblue", 8)):
             positions = (np.flatnonzero(np.isin(kinds, kind_set)) + 0.5) * scale - 0.5
-            axis.scatter(positions, np.full(len(positions), -1.5 * max(scale * 3, 1)), marker="v", s=size,
-                         c=colour, clip_on=False)
-        axis.set_xlim(-0.5, shown.shape[0] - 0.5)
-        axis.set_ylim(shown.shape[0] - 0.5, -3 * max(scale * 3, 1))
+            axis.scatter(positions, np.full(len(positions), -size / 25), marker="v", s=marker_size, c=colour,
+                         clip_on=False)
+        axis.set_xlim(-0.5, size - 0.5)
+        axis.set_ylim(composite.shape[0] - 0.5, -size / 12)
         axis.set_title(title, fontsize=9)
     figure.tight_layout(pad=0.3)
     figure.savefig(path)
@@ -233,20 +276,22 @@ def sheets(args) -> None:
         table = table[~table["audited"]]
     elif args.only == "heldout":
         table = table[table["split"] == "heldout"]
+    if args.query:
+        table = table.query(args.query)
     # Sheets grouped by rule class, shuffled inside it (seeded), so one sheet compares like with like.
-    table = table.sample(frac=1.0, random_state=SEED).sort_values("rule_label", kind="stable")
+    table = table.sample(frac=1.0, random_state=SEED).sort_values(args.show, kind="stable")
     full = load_full(args.full)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     per_sheet = 24
     for number, start in enumerate(range(0, len(table), per_sheet)):
         part = table.iloc[start:start + per_sheet]
-        panels = [(f"{i} {row.rule_label.replace('vertical_diagonal', 'vert+diag')[:10]} "
-                   f"v{max(row.top_columns, row.stripes):.2f} d{row.local:.2f}", full[row.map_id], decode_kinds(row.kinds))
+        panels = [(f"{i} {SHORT_NAMES[getattr(row, args.show)]} v{max(row.top_columns, row.stripes):.2f} d{row.local:.2f} "
+                   f"s{row.to_cls + row.to_sep:.2f}", full[row.map_id], decode_kinds(row.kinds))
                   for i, row in enumerate(part.itertuples())]
         name = f"sheet_{args.first + number:03d}"
         render_sheet(panels, out / f"{name}.png")
-        part[["map_id", "rule_label"]].assign(panel=range(len(part))).to_csv(out / f"{name}.csv", index=False)
+        part[["map_id"]].assign(shown=part[args.show], panel=range(len(part))).to_csv(out / f"{name}.csv", index=False)
     print(f"{-(-len(table) // per_sheet)} sheets of {len(table)} maps in {out}")
 
 
@@ -254,7 +299,7 @@ def record(args) -> None:
     """Write the decisions on one looked-at sheet into audit.csv (replacing earlier rows of its maps)."""
     output = Path(args.output)
     shown = pd.read_csv(args.sheet)
-    labels = dict(zip(shown["panel"], shown["rule_label"]))
+    labels = dict(zip(shown["panel"], shown["shown" if "shown" in shown else "rule_label"]))
     for change in filter(None, (part.strip() for part in (args.changes or "").split(","))):
         panel, label = change.split("=")
         if int(panel) not in labels or label not in PATTERN_CLASSES:
@@ -280,6 +325,9 @@ def main() -> int:
     sheet_parser.add_argument("--out", default="/tmp/attention_sheets")
     sheet_parser.add_argument("--only", choices=("all", "unaudited", "heldout"), default="all")
     sheet_parser.add_argument("--first", type=int, default=0, help="number of the first sheet")
+    sheet_parser.add_argument("--show", choices=("rule_label", "label"), default="rule_label",
+                              help="the label printed on each panel, and the one record keeps unless changed")
+    sheet_parser.add_argument("--query", default="", help="pandas query on maps.csv choosing the maps to show")
     record_parser = commands.add_parser("record")
     record_parser.add_argument("--sheet", required=True)
     record_parser.add_argument("--changes", default="", help='"panel=label,..." for the panels the audit relabels')
