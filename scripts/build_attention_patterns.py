@@ -6,35 +6,44 @@
         --changes "4=block,17=heterogeneous"
     .venv/bin/python scripts/build_attention_patterns.py apply
 
-``collect`` draws maps from the offline models (the QA default on held-out SQuAD windows of 384 and of
-128 tokens, the five GLUE classifiers and the pre-trained MiniLM on their tasks' evaluation examples,
-and short inputs: SST-2 cut at 16 tokens, MRPC pairs at 24),
-picks examples from the short, middle and long thirds of a pool so several input lengths appear, and
-from each example eight to ten (layer, head) maps: one random head in every layer plus two drawn with weights
-inverse to their rule class's frequency among that example's 72 maps, then one block candidate
-(:func:`block_candidate`) and, in the short inputs, one rule-diagonal map, where the example has one.
-Diagonal and block heads are rare, so the set over-represents them; class proportions come from the
-classifier, not from this set.
-It stores every map downsampled to 32 x 32 (float16, maps.npz) and a table (maps.csv) of provenance
-(model, task, max_length, example_id, layer, head, n_tokens, kinds), features, rule label and split,
-and keeps the full-resolution maps in --full (outside the repository) for the audit.
+``collect`` draws maps from the offline models (the QA default on held-out SQuAD windows of 384 and
+of 128 tokens, the five GLUE classifiers and the pre-trained MiniLM on their tasks' evaluation
+examples, and short inputs: SST-2 cut at 16 tokens, MRPC pairs at 24), picks examples from the short,
+middle and long thirds of a pool so several input lengths appear, and from each example eight to ten
+(layer, head) maps: one random head in every layer, two more drawn with weights inverse to their rule
+class's frequency among that example's 72 maps, then one block candidate (:func:`block_candidate`)
+and, in the short inputs, one rule-diagonal map, where the example has one. Diagonal and block heads
+are rare, so the set over-represents them; class proportions come from the classifier, not from this
+set. It stores every map downsampled to 32 x 32 (float16 byte planes, maps.npz) and a table (maps.csv)
+of provenance (map_id, model, task, max_length, example_id, layer, head, n_tokens, kinds), features,
+rule label, audited label and split, and keeps the full-resolution maps in --full (outside the
+repository) for the audit. Sources are only ever appended, each with its own seeded streams, so
+earlier maps (and their audit rows) survive a rebuild; ``apply`` refuses an audit.csv naming maps that
+are gone.
 
-The split holds out a quarter of the inputs: StratifiedGroupKFold on the rule labels, grouped by
-(task, example_id), so no input, whichever model read it, has maps in both parts.
+The split (made by ``apply``) holds out a quarter of the inputs: StratifiedGroupKFold on the final
+labels, grouped by (task, example_id), so no input, whichever model read it, has maps in both parts.
 
-The audit: ``sheets`` renders contact sheets (24 maps each, sqrt intensity so faint structure shows;
-red marks [CLS]/[SEP] keys, blue punctuation) and beside each PNG a csv of its map_ids and the rule
-labels shown. After looking at a sheet, ``record`` writes one row per map on it into audit.csv: the
-rule label, or the label given in --changes (panel number = label). audit.csv therefore lists exactly
-the maps looked at. ``apply`` (also run at the end of ``collect``) fills maps.csv's label (audited label,
-else rule label) and audited columns from it.
+The audit: ``sheets`` renders contact sheets of 24 maps (sqrt intensity so faint structure shows; red
+marks [CLS]/[SEP] keys, blue punctuation; a strip above each map shows the attention each 1/32 of the
+keys gets, so a one-token [CLS] stripe of a long map is not missed; the title gives the label shown and
+three features: v = max(top_columns, stripes), d = local, s = to_cls + to_sep) and beside each PNG a
+csv of its map_ids and shown labels. After looking at a sheet, ``record`` writes one row per map on it
+into audit.csv: the shown label, or the one given in --changes (panel number = label), replacing any
+earlier decision on those maps. audit.csv therefore lists exactly the maps looked at. ``apply`` (also
+run at the end of ``collect``) fills maps.csv's label (audited label, else rule label), audited and
+split columns from it.
 
-Labelling guide used in the audit (what dominates the map by attention mass):
-  vertical            one or a few full-height stripes carry most of the mass;
-  diagonal            a line just on / beside the main diagonal (previous, same, next token) carries it;
-  vertical_diagonal   both a clear stripe and a clear diagonal line, each a major part;
-  block               two segments, attention spread inside each segment's square, little across;
-  heterogeneous       none of these dominates (scattered, input-specific or diffuse).
+Labelling guide used in the audit (what dominates the map by attention mass; the s and v numbers in
+the titles helped with the thresholds, so the labels lean on the same quantities as the features):
+  vertical            one or a few full-height stripes carry about half of the attention or more
+                      (v >= ~0.45), the rest diffuse;
+  diagonal            a line on / beside the main diagonal, or a soft band a few tokens wide, carries it
+                      and stripes are weak (s < ~0.3);
+  vertical_diagonal   a clear diagonal and a clear stripe (s >= ~0.3);
+  block               squares on the diagonal with spread attention inside and little across: the two
+                      segments of a pair, question and passage, or the sentences of a passage;
+  heterogeneous       none of these dominates (scattered, off-diagonal alignment lines, diffuse).
 """
 
 from __future__ import annotations
@@ -286,8 +295,8 @@ def sheets(args) -> None:
     per_sheet = 24
     for number, start in enumerate(range(0, len(table), per_sheet)):
         part = table.iloc[start:start + per_sheet]
-        panels = [(f"{i} {SHORT_NAMES[getattr(row, args.show)]} v{max(row.top_columns, row.stripes):.2f} d{row.local:.2f} "
-                   f"s{row.to_cls + row.to_sep:.2f}", full[row.map_id], decode_kinds(row.kinds))
+        panels = [(f"{i} {SHORT_NAMES[getattr(row, args.show)]} v{max(row.top_columns, row.stripes):.2f} "
+                   f"d{row.local:.2f} s{row.to_cls + row.to_sep:.2f}", full[row.map_id], decode_kinds(row.kinds))
                   for i, row in enumerate(part.itertuples())]
         name = f"sheet_{args.first + number:03d}"
         render_sheet(panels, out / f"{name}.png")
