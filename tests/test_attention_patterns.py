@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import tiny_classifier
+from bokeh.models import GlyphRenderer
 from sklearn.base import clone
 from sklearn.metrics import f1_score
 
@@ -228,6 +229,32 @@ def test_class_proportions_sum_to_one_per_task(tokenizer):
     assert proportions.groupby("task")["n_maps"].sum().tolist() == [len(frame)] * 2
     by_model = class_proportions(frame.assign(model="tiny"))
     assert list(by_model.columns) == ["model", *PROPORTION_COLUMNS]
+
+
+def test_pattern_gallery_shows_the_most_probable_map_of_each_class(tokenizer):
+    from bert_insight import viz
+
+    handle = from_model(tiny_classifier("bert"), tokenizer, device="cpu", task="mrpc")
+    examples = sentence_examples(4, seed=3)
+    maps = attention_maps(handle, examples.head(3), progress=False)
+    # The classes frame covers one example the maps lack: the gallery must pick among the covered ones.
+    frame = attention_classes(handle, examples, progress=False)
+    frame.loc[frame.index[:5], "class"] = "block"  # every class but one present, with known winners
+    frame.loc[frame.index[:5], "p_block"] = [0.3, 0.9, 0.5, 0.2, 0.1]
+    frame.loc[frame["class"] == "diagonal", "class"] = "vertical"
+    outside = frame.index[frame["example_id"] == "s3"]
+    frame.loc[outside, "class"] = "block"
+    frame.loc[outside, "p_block"] = 1.0  # most probable, but its maps were not collected
+    layout = viz.pattern_gallery(frame, maps, per_class=2)
+    titles = [figure.title.text for row in layout.children for figure in row.children]
+    assert len(layout.children) == len(PATTERN_CLASSES) and "diagonal: no map" in titles
+    block = [figure for figure in layout.children[PATTERN_CLASSES.index("block")].children]
+    winner = frame.loc[frame.index[1]]
+    assert block[0].title.text == f"block: L{winner.layer} H{winner['head']} (0.90)"
+    shown = block[0].select_one({"type": GlyphRenderer}).data_source.data["image"][0]
+    np.testing.assert_allclose(shown[::-1], maps[winner.example_id].map(int(winner.layer), int(winner["head"])))
+    with pytest.raises(BertInsightInputError, match="no row"):
+        viz.pattern_gallery(frame[frame["example_id"] == "s3"], maps)
 
 
 # ---- bad input ----------------------------------------------------------------------------------------------

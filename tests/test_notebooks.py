@@ -21,7 +21,7 @@ NOTEBOOK_PARAMETERS = {
     "01_ramnath2020_layer_ig.ipynb": ["model", "dataset", "n_examples", "n_steps", "quadrature", "precision", "jsd_top_k",
                                       "top_k", "seed", "projection", "cache_dir"],
     "04_kovaleva2019_attention.ipynb": ["tasks", "include_qa", "n_examples", "qa_examples", "mode", "n_resamples",
-                                        "seed", "device", "shared_data"],
+                                        "gallery_examples", "seed", "device", "shared_data"],
 }
 
 
@@ -177,10 +177,11 @@ def test_kovaleva_notebook_runs_with_small_parameters(tmp_path, kernel_name, def
     # QNLI's default classifier builds from bundled data (once per machine); no ../shared needed
     notebook = run_notebook("04_kovaleva2019_attention.ipynb", tmp_path, kernel_name,
                             {"tasks": ["qnli"], "n_examples": 6, "qa_examples": 3, "n_resamples": 100})
-    # [CLS] grid, one single-head grid per model (qnli, qa), the layer curves
-    assert_clean_and_offline(notebook, n_views=4)
+    # pattern gallery, heterogeneous grid, [CLS] grid, one single-head grid per model (qnli, qa), layer curves
+    assert_clean_and_offline(notebook, n_views=6)
     printed = "".join(texts(notebook, "text/plain"))
     assert "qnli: " in printed and "qa: " in printed
     assert "this section is skipped" in printed  # shared_data=None: no PropBank links
     frames = "".join(texts(notebook, "text/html"))
     assert "ci_low" in frames and "to_cls" in frames  # the ablation summary and the Figure 6 table
+    assert "heterogeneous" in frames and "vertical_diagonal" in frames  # the Figure 2 proportions

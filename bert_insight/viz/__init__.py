@@ -8,7 +8,8 @@ JavaScript, and a self-contained static HTML output under papermill / nbconvert.
     viz.show(viz.passage_view(attributions, tokens=tokens, example_id=eid, top_k=5))
 
 Views: jsd_heatmaps, passage_view, layer_curves, token_scatter, qa_roles_view, head_grid (any per-head
-statistic), attention_view (one example's maps) (see docs/widgets.md);
+statistic), attention_view (one example's maps),
+pattern_gallery (typical maps per attention pattern class) (see docs/widgets.md);
 ramnath2020_comparison puts the paper's reported trends next to ours in a frame; ramnath2020_by_depth
 puts a BERT-base measurement of the same shares next to ours, per third of the depth.
 """
@@ -16,7 +17,7 @@ puts a BERT-base measurement of the same shares next to ours, per third of the d
 from __future__ import annotations
 
 from ._common import DIVERGING, ROLE_COLORS, SEQUENTIAL, show, signed_color_mapper, signed_colors
-from .attention import attention_view, head_grid
+from .attention import attention_view, head_grid, pattern_gallery
 from .attribution import jsd_heatmaps, layer_curves, passage_view, passage_word_scores
 # The comparison tables live with the analysis; re-exported here, where the notebook has used them.
 from ..attribution.ramnath2020 import (
@@ -30,6 +31,7 @@ from .tokens import qa_roles_view, token_scatter
 __all__ = [
     "attention_view",
     "head_grid",
+    "pattern_gallery",
     "DIVERGING",
     "ROLE_COLORS",
     "SEQUENTIAL",

@@ -98,3 +98,55 @@ def attention_view(maps, *, example_id: str | None = None, layer: int | None = N
     layer_select.js_on_change("value", swap)
     head_select.js_on_change("value", swap)
     return column(row(layer_select, head_select), fig)
+
+
+def pattern_gallery(classes: pd.DataFrame, maps, *, task: str | None = None, per_class: int = 1,
+                    size: int = 170):
+    """Typical maps of each attention pattern class (Kovaleva et al. 2019, Figure 1): for every class
+    column ``p_<class>`` of :func:`bert_insight.attention_classes`' frame, the ``per_class`` maps
+    predicted as that class with the highest probability, among the examples, layers and heads that
+    ``maps`` (:func:`bert_insight.attention_maps`' result on the same model) holds. One row per class
+    (query down, key across, darker = more attention; the title gives layer, head and probability); a
+    class no map fell into gets a placeholder title. Returns a bokeh layout."""
+    require_columns(classes, ["example_id", "layer", "head", "class"], what="the classes frame",
+                    made_by="bert_insight.attention_classes()")
+    classes = select_single(classes, "task", task, what="the classes frame")
+    names = [column[2:] for column in classes.columns if column.startswith("p_")]
+    if not names:
+        raise BertInsightInputError("the classes frame has no p_<class> columns; pass attention_classes()' frame.")
+    if not len(maps):
+        raise BertInsightInputError("maps holds no examples; pass attention_maps(handle, examples).")
+    if per_class < 1:
+        raise BertInsightInputError(f"per_class={per_class}: ask for at least one map per class.")
+    covered = {example_id: (set(maps[example_id].layers), set(maps[example_id].heads)) for example_id in maps}
+    inside = np.array([example_id in covered and layer in covered[example_id][0] and head in covered[example_id][1]
+                        for example_id, layer, head in classes[["example_id", "layer", "head"]].itertuples(index=False)],
+                       dtype=bool)
+    candidates = classes[inside]
+    if candidates.empty:
+        raise BertInsightInputError("no row of the classes frame is among the maps' examples, layers and heads; "
+                                    "collect attention_maps on the examples you classified.")
+    mapper = LinearColorMapper(palette=SEQUENTIAL_BLUE, low=0.0, high=1.0)
+    rows = []
+    for name in names:
+        chosen = candidates[candidates["class"] == name].nlargest(per_class, f"p_{name}")
+        figures = []
+        for example_id, layer, head, probability in chosen[["example_id", "layer", "head", f"p_{name}"]].itertuples(
+                index=False):
+            weights = maps[example_id].map(int(layer), int(head))
+            n = weights.shape[0]
+            fig = figure(width=size, height=size + 30, title=f"{name}: L{layer} H{head} ({probability:.2f})",
+                         tools="", toolbar_location=None, x_range=(0, n), y_range=(n, 0))
+            fig.title.text_font_size = "9pt"
+            # Row 0 (the first query) at the top: image rows draw upward from y, so flip them.
+            fig.image(image=[weights[::-1]], x=0, y=n, dw=n, dh=n, color_mapper=mapper, name=f"{name}-{example_id}")
+            fig.axis.visible = False
+            fig.grid.visible = False
+            figures.append(fig)
+        if not figures:
+            empty = figure(width=size, height=size + 30, title=f"{name}: no map", tools="", toolbar_location=None)
+            empty.axis.visible = False
+            empty.grid.visible = False
+            figures.append(empty)
+        rows.append(row(*figures))
+    return column(*rows)
