@@ -79,6 +79,15 @@ _EXPORTS: dict[str, str] = {
     "propbank_links": "bert_insight.data.conllu",
     "dependency_links": "bert_insight.data.conllu",
     "load_conllu": "bert_insight.data.conllu",
+    # edge probing (Tenney et al. 2019)
+    "edge_probe": "bert_insight.probing.edge",
+    "EdgeProbeResult": "bert_insight.probing.edge",
+    "probe_traces": "bert_insight.probing.edge",
+    "EdgeProbe": "bert_insight.probing.estimator",
+    "encode_targets": "bert_insight.probing.encode",
+    "EdgeTask": "bert_insight.data.edge_tasks",
+    "load_edge_task": "bert_insight.data.edge_tasks",
+    "read_jiant_json": "bert_insight.data.edge_tasks",
     # representations (Ramnath Figures 2-3; van Aken et al. 2019)
     "hidden_states": "bert_insight.representations",
     "TokenVectors": "bert_insight.representations",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -291,13 +292,8 @@ def propbank_links(words, *, skel: str | os.PathLike) -> pd.DataFrame:
     name = str(path)
     rows: list[tuple] = []
     counts = {"n_sentences": 0, "n_mismatched": 0, "n_absent": 0}
-    block: list[tuple[int, list[str]]] = []
-
-    def flush() -> None:
-        if not block:
-            return
-        first_line, first = block[0]
-        sentence_id = _skel_sentence_id(first[0], int(first[1]))
+    for block in skel_sentences(path, name):
+        sentence_id = skel_sentence_id(block)
         if sentence_id not in lengths:
             counts["n_absent"] += 1
         elif lengths[sentence_id] != len(block):
@@ -305,52 +301,90 @@ def propbank_links(words, *, skel: str | os.PathLike) -> pd.DataFrame:
         else:
             counts["n_sentences"] += 1
             rows.extend((sentence_id, *link) for link in _skel_links(block, name))
-        block.clear()
+    frame = _links_frame(rows, ("roleset",), source=words.attrs.get("source"), skel=name, links="propbank", **counts)
+    return frame
 
+
+#: One sentence of a .gold_skel file: (line number, the line's whitespace-separated fields) per token.
+SkelBlock = list[tuple[int, list[str]]]
+
+
+def skel_sentences(path, name: str | None = None) -> Iterator[SkelBlock]:
+    """The sentences of a PropBank ``.gold_skel`` file (plain or .gz), one block of token lines each.
+
+    A line holds doc, sentence number, token number (from 0), word (masked ``[WORD]``), PTB POS,
+    PTB parse bit, predicate lemma, roleset, then one SRL column per predicate. A sentence ends at a
+    blank line or where (doc, sentence number) changes. Raises BertInsightInputError naming the file
+    and line of a line that is not a skel line or does not continue its sentence.
+    """
+    name = name or str(path)
+    block: SkelBlock = []
     for line_number, raw in enumerate(read_text(path).splitlines(), start=1):
         fields = raw.split()
         if not fields:
-            flush()
+            if block:
+                yield block
+            block = []
             continue
         if len(fields) < 8 or not fields[1].isdigit() or not fields[2].isdigit():
             raise BertInsightInputError(
                 f"{name}, line {line_number}: not a PropBank .gold_skel line (doc, sentence number, token number, "
                 "word, POS, parse bit, lemma, roleset, one SRL column per predicate). Pass a .gold_skel file.")
         if block and (fields[0], fields[1]) != (block[0][1][0], block[0][1][1]):
-            flush()
+            yield block
+            block = []
         if int(fields[2]) != len(block) or (block and len(fields) != len(block[0][1])):
             raise BertInsightInputError(
                 f"{name}, line {line_number}: token {fields[2]} with {len(fields)} fields does not continue its "
                 "sentence (tokens numbered from 0, the same number of SRL columns on every line). Pass a .gold_skel "
                 "file.")
         block.append((line_number, fields))
-    flush()
-    frame = _links_frame(rows, ("roleset",), source=words.attrs.get("source"), skel=name, links="propbank", **counts)
-    return frame
+    if block:
+        yield block
 
 
-def _skel_links(block: list[tuple[int, list[str]]], name: str) -> list[tuple]:
+def skel_sentence_id(block: SkelBlock) -> str:
+    """The UD EWT sent_id of a skel sentence (see :func:`_skel_sentence_id`)."""
+    first = block[0][1]
+    return _skel_sentence_id(first[0], int(first[1]))
+
+
+def skel_bracket_spans(block: SkelBlock, column: int, name: str, *, complete: bool = False) -> list[tuple]:
+    """(label, start, end, rank) of the bracketed spans in ``column`` of a skel sentence (the parse bit,
+    column 5, or an SRL column, 8 on): ``(NP*`` opens an NP at a token, each ``)`` closes the latest open
+    span. ``rank`` is the order of opening (preorder for a tree); the list is in closing order.
+    ``complete``: also raise when a span is still open at the end of the sentence."""
+    spans, stack, opened = [], [], 0
+    what = "the parse bit" if column == 5 else f"SRL column {column - 7}"
+    for position, (line_number, fields) in enumerate(block):
+        cell = fields[column]
+        for label in re.findall(r"\(([^()*]+)", cell):
+            stack.append((label, position, opened))
+            opened += 1
+        for _ in range(cell.count(")")):
+            if not stack:
+                raise BertInsightInputError(f"{name}, line {line_number}: {what} closes a span it never opened. "
+                                            "Pass a valid .gold_skel file.")
+            label, start, rank = stack.pop()
+            spans.append((label, start, position + 1, rank))
+    if complete and stack:
+        raise BertInsightInputError(f"{name}, line {block[-1][0]}: {what} leaves {len(stack)} span(s) open at the end "
+                                    f"of the sentence ({[label for label, _, _ in stack]}). Pass a valid .gold_skel file.")
+    return spans
+
+
+def _skel_links(block: SkelBlock, name: str) -> list[tuple]:
     """(source_start, source_end, target_start, target_end, role, roleset) of one skel sentence."""
     n_columns = len(block[0][1]) - 8
     links = []
     for column in range(8, 8 + n_columns):
-        spans, stack = [], []
-        for position, (line_number, fields) in enumerate(block):
-            cell = fields[column]
-            for label in re.findall(r"\(([^()*]+)", cell):
-                stack.append((label, position))
-            for _ in range(cell.count(")")):
-                if not stack:
-                    raise BertInsightInputError(f"{name}, line {line_number}: SRL column {column - 7} closes a span "
-                                                "it never opened. Pass a valid .gold_skel file.")
-                label, start = stack.pop()
-                spans.append((label, start, position + 1))
-        predicates = [(start, end) for label, start, end in spans if label == "V"]
+        spans = skel_bracket_spans(block, column, name)
+        predicates = [(start, end) for label, start, end, _ in spans if label == "V"]
         if not predicates:
             continue
         source_start, source_end = predicates[0]
         roleset = block[source_start][1][7]
-        for label, start, end in spans:
+        for label, start, end, _ in spans:
             if label in PROPBANK_CORE_ROLES:
                 links.append((source_start, source_end, start, end, label, roleset))
     return links

@@ -1,0 +1,265 @@
+"""Hidden states of the tokens inside an edge task's target spans, computed once and cached on disk.
+
+A probe sees only the tokens of its target spans (Tenney et al. 2019, section 2), so only those are
+kept: for each text, the union of its targets' word pieces, every requested layer, in float16 (half
+the bytes of float32; BERT-family hidden states stay far inside its range). The encoder never runs
+again for the same (model weights, task data, layers, max_length): the arrays go to
+``<cache_dir>/edge_states/<key>.npz``, written atomically.
+
+Words map to word pieces through the fast tokenizer's character offsets into the words joined by
+single spaces: a piece belongs to the word whose characters it covers, with no re-tokenisation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..cache import _atomic_write, _cache_root
+from ..data.edge_tasks import EdgeTask
+from ..device import release_freed_memory
+from ..errors import BertInsightInputError
+from ..layers import resolve_layers
+from ..models.handle import ModelHandle
+from ..windows import encode_sentences, length_sorted_batches
+
+STATE_DTYPE = np.float16
+TARGET_INFO_COLUMNS = ("split", "text_id", "target_id", "span1_start", "span1_end", "span2_start", "span2_end",
+                       "labels")
+
+
+@dataclass
+class EncodedTargets:
+    """One split of a task, encoded: what probes train and score on.
+
+    ``states`` (n_tokens, n_layers, hidden) float16: the kept tokens' hidden states for ``layers``;
+    ``span1`` / ``span2`` (n_targets, 2): [start, end) row ranges into ``states`` (span2 None for
+    single-span tasks); ``labels`` (n_targets, n_labels) bool; ``label_names``; ``targets``: the
+    targets kept (rows of the task's targets frame, same order); ``dropped``: reason -> count of
+    targets that could not be encoded (e.g. beyond ``max_length``).
+    """
+
+    states: np.ndarray
+    layers: tuple[int, ...]
+    span1: np.ndarray
+    span2: np.ndarray | None
+    labels: np.ndarray
+    label_names: tuple[str, ...]
+    targets: pd.DataFrame
+    task: str
+    dropped: dict[str, int] = field(default_factory=dict)
+    attrs: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.span1)
+
+    @property
+    def two_spans(self) -> bool:
+        return self.span2 is not None
+
+    def subset(self, rows: np.ndarray) -> "EncodedTargets":
+        """The targets at ``rows`` (states are shared, not copied)."""
+        rows = np.asarray(rows)
+        return EncodedTargets(self.states, self.layers, self.span1[rows],
+                              None if self.span2 is None else self.span2[rows], self.labels[rows], self.label_names,
+                              self.targets.iloc[rows].reset_index(drop=True), self.task, dict(self.dropped),
+                              dict(self.attrs))
+
+    def __repr__(self) -> str:
+        return (f"EncodedTargets({self.task!r}: {len(self)} targets, {len(self.states)} tokens, layers "
+                f"{list(self.layers)}, {len(self.label_names)} labels)")
+
+
+def _word_starts(words) -> list[tuple[int, int]]:
+    spans, start = [], 0
+    for word in words:
+        spans.append((start, start + len(word)))
+        start += len(word) + 1
+    return spans
+
+
+def _word_pieces(window, words) -> tuple[np.ndarray, np.ndarray]:
+    """Per word, the [first, last + 1) token positions of its pieces (first = last + 1 = 0: no piece)."""
+    spans = _word_starts(words)
+    first = np.full(len(words), -1, dtype=np.int64)
+    last = np.full(len(words), -1, dtype=np.int64)
+    ends = np.array([end for _, end in spans])
+    for position, ((start, end), sequence) in enumerate(zip(window.offsets, window.sequence_ids)):
+        if sequence != 0 or end <= start:
+            continue
+        word = int(np.searchsorted(ends, start, side="right"))  # the word whose characters hold ``start``
+        if word >= len(words) or start < spans[word][0]:
+            continue
+        if first[word] < 0:
+            first[word] = position
+        last[word] = position
+    return first, last + 1
+
+
+def _token_ranges(window, words, targets: pd.DataFrame, two_spans: bool, max_length: int):
+    """Token [start, end) of each target's span1 (and span2): (n, 2 or 4) int, which targets can be
+    encoded, and reason -> count for the others."""
+    first, stop = _word_pieces(window, words)
+    text_pieces = [end for (start, end), sequence in zip(window.offsets, window.sequence_ids)
+                   if sequence == 0 and end > start]
+    covered = max(text_pieces, default=0)  # characters the (possibly cut) input still holds
+    char_ends = np.array([end for _, end in _word_starts(words)])
+    columns = [("span1_start", "span1_end")] + ([("span2_start", "span2_end")] if two_spans else [])
+    ranges = np.zeros((len(targets), 2 * len(columns)), dtype=np.int64)
+    valid = np.ones(len(targets), dtype=bool)
+    reasons = {"past": 0, "none": 0}
+    for k, (start_column, end_column) in enumerate(columns):
+        for row, (s, e) in enumerate(zip(targets[start_column].to_numpy(), targets[end_column].to_numpy())):
+            if not valid[row]:
+                continue
+            if char_ends[e - 1] > covered:
+                valid[row] = False
+                reasons["past"] += 1
+                continue
+            pieces = first[s:e] >= 0
+            if not pieces.any():
+                valid[row] = False
+                reasons["none"] += 1
+                continue
+            ranges[row, 2 * k] = first[s:e][pieces].min()
+            ranges[row, 2 * k + 1] = stop[s:e][pieces].max()
+    names = {"past": f"span reaches past max_length={max_length} pieces", "none": "span words have no word piece"}
+    return ranges, valid, {names[key]: n for key, n in reasons.items() if n}
+
+
+def task_digest(task: EdgeTask) -> str:
+    """Identifies a task's texts and targets (for the states cache)."""
+    digest = hashlib.sha256()
+    for text_id, words in zip(task.texts["text_id"], task.texts["words"]):
+        digest.update(f"{text_id}\t{' '.join(words)}\n".encode())
+    columns = ["target_id", "span1_start", "span1_end", "span2_start", "span2_end"]
+    digest.update(pd.util.hash_pandas_object(task.targets[columns], index=False).to_numpy().tobytes())
+    digest.update("|".join("/".join(labels) for labels in task.targets["labels"]).encode())
+    digest.update("|".join(task.labels).encode())
+    return digest.hexdigest()[:16]
+
+
+def encode_targets(handle: ModelHandle, task: EdgeTask, *, layers="all", max_length: int | None = None,
+                   batch_size: int = 32, cache_dir: str | os.PathLike | None = None,
+                   progress: bool = True) -> EncodedTargets:
+    """The hidden states of ``task``'s target tokens (all its splits together: call ``task.split(...)``
+    first for one), for ``layers`` ("all" = 0..L). Texts longer than ``max_length`` pieces (default:
+    the model's position limit) are cut; targets reaching past the cut are dropped and counted, as are
+    targets whose words have no piece at all."""
+    if not isinstance(handle, ModelHandle):
+        raise BertInsightInputError(f"handle must be a model handle (load_qa_model, load_classifier, from_model), "
+                                    f"not {type(handle).__name__}.")
+    if not isinstance(task, EdgeTask):
+        raise BertInsightInputError(f"task must be an EdgeTask (load_edge_task(name) or read_jiant_json), not "
+                                    f"{type(task).__name__}.")
+    chosen = tuple(resolve_layers(layers, handle.num_layers, axis="hidden_states"))
+    limit = getattr(handle.model.config, "max_position_embeddings", 512)
+    limit = limit - 2 if handle.adapter.family == "roberta" else limit
+    max_length = min(512, limit) if max_length is None else max_length
+    handle.check_fits(max_length)
+    path = None
+    if cache_dir is not None:
+        key = hashlib.sha256(f"{handle.fingerprint}|{task.name}|{task_digest(task)}|{chosen}|{max_length}".encode())
+        path = _cache_root(cache_dir) / "edge_states" / f"{key.hexdigest()[:20]}.npz"
+        if path.exists():
+            try:
+                return _read(path, task)
+            except (OSError, ValueError, KeyError):
+                path.unlink(missing_ok=True)  # a corrupt entry: recompute it
+    encoded = _encode(handle, task, chosen, max_length, batch_size, progress)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, lambda temporary: _write(temporary, encoded))
+    return encoded
+
+
+def _encode(handle, task, chosen, max_length, batch_size, progress) -> EncodedTargets:
+    from tqdm.auto import tqdm
+
+    texts = task.texts.reset_index(drop=True)
+    frame = pd.DataFrame({"example_id": texts["text_id"], "text_a": texts["words"].map(" ".join), "text_b": None})
+    windows = encode_sentences(handle.tokenizer, frame, max_length=max_length)
+    by_text = {text_id: rows for text_id, rows in task.targets.groupby("text_id", sort=False).groups.items()}
+    layer_index = list(chosen)
+    state_pieces: list[np.ndarray] = []
+    kept_targets: list[np.ndarray] = []
+    span_rows: list[np.ndarray] = []
+    dropped: dict[str, int] = {}
+    offset = 0
+    model = handle.model
+    batches = length_sorted_batches(windows, batch_size)
+    with torch.inference_mode():
+        for batch in tqdm(batches, desc=f"encoding {task.name}", unit="batch", disable=not progress):
+            output = model(**handle.batch_inputs([windows[i] for i in batch]), output_hidden_states=True)
+            hidden = torch.stack([output.hidden_states[layer] for layer in layer_index], dim=2)  # (B, T, layers, d)
+            del output
+            for row, text_index in enumerate(batch):
+                text_id = texts.at[text_index, "text_id"]
+                if text_id not in by_text:
+                    continue
+                targets = task.targets.loc[by_text[text_id]]
+                ranges, valid, reasons = _token_ranges(windows[text_index], texts.at[text_index, "words"], targets,
+                                                       task.two_spans, max_length)
+                for reason, n in reasons.items():
+                    dropped[reason] = dropped.get(reason, 0) + n
+                if not valid.any():
+                    continue
+                ranges = ranges[valid]
+                pairs = ranges.reshape(len(ranges), -1, 2)
+                positions = np.unique(np.concatenate([np.arange(s, e) for s, e in pairs.reshape(-1, 2) if e > s]))
+                state_pieces.append(hidden[row, positions].float().cpu().numpy().astype(STATE_DTYPE))
+                rows = np.stack([np.searchsorted(positions, pairs[..., 0]),
+                                 np.searchsorted(positions, pairs[..., 1] - 1) + 1], axis=-1) + offset
+                span_rows.append(rows.reshape(len(ranges), -1))
+                kept_targets.append(np.asarray(by_text[text_id])[valid])
+                offset += len(positions)
+            del hidden
+            release_freed_memory()
+    if not kept_targets:
+        raise BertInsightInputError(f"no target of task {task.name!r} could be encoded ({dropped}); check the spans "
+                                    "and max_length.")
+    order = np.concatenate(kept_targets)
+    spans = np.concatenate(span_rows)
+    # Back to the task's target order (the batches ran shortest text first).
+    rank = np.argsort(task.targets.index.get_indexer(order), kind="stable")
+    targets = task.targets.loc[order[rank]].reset_index(drop=True)
+    spans = spans[rank]
+    full = EdgeTask(task.name, task.texts, targets, task.labels, task.two_spans)
+    return EncodedTargets(
+        states=np.concatenate(state_pieces), layers=chosen, span1=spans[:, :2],
+        span2=spans[:, 2:] if task.two_spans else None, labels=full.label_matrix(), label_names=task.labels,
+        targets=targets[list(TARGET_INFO_COLUMNS)], task=task.name, dropped=dropped,
+        attrs={"model": handle.name, "max_length": max_length, "layers": list(chosen)})
+
+
+def _write(path: Path, encoded: EncodedTargets) -> None:
+    with open(path, "wb") as handle:
+        np.savez(handle, states=encoded.states, layers=np.array(encoded.layers), span1=encoded.span1,
+                 span2=encoded.span2 if encoded.span2 is not None else np.zeros((0, 2), dtype=np.int64),
+                 target_ids=encoded.targets["target_id"].to_numpy(dtype=str),
+                 dropped_reasons=np.array(list(encoded.dropped), dtype=str),
+                 dropped_counts=np.array(list(encoded.dropped.values()), dtype=np.int64),
+                 model=np.array(encoded.attrs.get("model", "")), max_length=np.array(encoded.attrs.get("max_length", 0)))
+
+
+def _read(path: Path, task: EdgeTask) -> EncodedTargets:
+    with np.load(path, allow_pickle=False) as stored:
+        position = pd.Index(task.targets["target_id"]).get_indexer(stored["target_ids"])
+        if (position < 0).any():
+            raise ValueError("cached targets are not the task's")
+        targets = task.targets.iloc[position].reset_index(drop=True)
+        full = EdgeTask(task.name, task.texts, targets, task.labels, task.two_spans)
+        layers = tuple(int(layer) for layer in stored["layers"])
+        return EncodedTargets(
+            states=stored["states"], layers=layers, span1=stored["span1"],
+            span2=stored["span2"] if task.two_spans else None, labels=full.label_matrix(), label_names=task.labels,
+            targets=targets[list(TARGET_INFO_COLUMNS)], task=task.name,
+            dropped=dict(zip(stored["dropped_reasons"].tolist(), stored["dropped_counts"].tolist())),
+            attrs={"model": str(stored["model"]), "max_length": int(stored["max_length"]), "layers": list(layers),
+                   "cached": str(path)})
