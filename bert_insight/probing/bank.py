@@ -16,7 +16,7 @@ probe allows one layer (its weight is fixed at 1); a cumulative probe l allows l
 mix allows all. The probes' parameters are stacked along a leading probe axis and applied with
 batched matrix products, so one pass over the data trains all P; their parameters never mix
 (separate Adam state per element), and probe p's initial values are drawn from a generator seeded by
-(seed, p's description), so a probe gets the same start alone or in a bank.
+(seed, the layers p mixes), so a probe gets the same start alone or in a bank.
 """
 
 from __future__ import annotations
@@ -47,7 +47,9 @@ class ProbeSpec:
 
 
 def _probe_seed(seed: int, spec: ProbeSpec) -> int:
-    return int.from_bytes(hashlib.sha256(f"{seed}|{spec.key}".encode()).digest()[:8], "little") % (2 ** 63)
+    # The layers a probe mixes define it (the single-layer probe 0 and P^(0) are one probe).
+    allowed = ",".join(map(str, spec.allowed))
+    return int.from_bytes(hashlib.sha256(f"{seed}|{allowed}".encode()).digest()[:8], "little") % (2 ** 63)
 
 
 def _uniform(generator: torch.Generator, shape: tuple[int, ...], fan_in: int) -> torch.Tensor:
@@ -88,37 +90,54 @@ class ProbeBank(nn.Module):
             setattr(self, name, nn.Parameter(torch.stack(values)))
         self.ln_w = nn.Parameter(torch.ones(P, h))
         self.ln_b = nn.Parameter(torch.zeros(P, h))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = float(dropout)
 
-    def mix_weights(self) -> torch.Tensor:
-        """(P, n_layers) softmax weights over each probe's allowed layers (0 elsewhere)."""
-        logits = self.mix_logits.masked_fill(~self.allowed, float("-inf"))
-        return torch.softmax(logits, dim=-1)
+    def mix_weights(self, probes: torch.Tensor | None = None) -> torch.Tensor:
+        """(P, n_layers) softmax weights over each probe's allowed layers (0 elsewhere); ``probes``
+        selects some rows."""
+        logits, allowed = self.mix_logits, self.allowed
+        if probes is not None:
+            logits, allowed = logits[probes], allowed[probes]
+        return torch.softmax(logits.masked_fill(~allowed, float("-inf")), dim=-1)
 
-    def _pool(self, projected: torch.Tensor, index: torch.Tensor, span: int) -> torch.Tensor:
-        """projected (P, T, h); index (n, S) rows into T, -1 = padding -> (P, n, h)."""
-        mask = index >= 0
-        safe = index.clamp(min=0)
-        members = projected[:, safe]  # (P, n, S, h)
+    def _dropout(self, hidden: torch.Tensor) -> torch.Tensor:
+        # Inverted dropout from a uniform draw: torch's bernoulli_ kernel took a tenth of a step on CPU.
+        if not self.training or self.dropout == 0:
+            return hidden
+        keep = torch.empty_like(hidden).uniform_() >= self.dropout
+        return hidden * keep / (1 - self.dropout)
+
+    def _pool(self, projected: torch.Tensor, members: torch.Tensor, att_w: torch.Tensor) -> torch.Tensor:
+        """projected (P, T, h); members (n, T) bool, True where token t is in target n's span -> (P, n, h).
+
+        A masked softmax over all T tokens and one batched product: no gather of span rows, whose
+        backward (a scatter-add) cost more than the matrix products here."""
         if self.pooling == "mean":
-            weights = mask.to(projected.dtype) / mask.sum(dim=1, keepdim=True).clamp(min=1)
-            return torch.einsum("pnsh,ns->pnh", members, weights)
-        scores = torch.einsum("pnsh,ph->pns", members, self.att_w[:, span])
-        scores = scores.masked_fill(~mask, float("-inf"))
-        return torch.einsum("pnsh,pns->pnh", members, torch.softmax(scores, dim=-1))
+            weights = members.to(projected.dtype)
+            weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=1)
+            return torch.matmul(weights, projected)  # (n, T) @ (P, T, h) -> (P, n, h)
+        scores = torch.einsum("pth,ph->pt", projected, att_w)
+        scores = scores[:, None, :].masked_fill(~members, float("-inf"))  # (P, n, T)
+        return torch.bmm(torch.softmax(scores, dim=-1), projected)
 
-    def forward(self, states: torch.Tensor, span1: torch.Tensor, span2: torch.Tensor | None = None) -> torch.Tensor:
-        """states (T, n_layers, d) float32; span1/span2 (n, S) rows of ``states`` (-1 = padding) ->
-        logits (P, n, n_labels)."""
-        mixed = torch.einsum("pl,tld->ptd", self.mix_weights(), states) * self.gamma[:, None, None]
+    def forward(self, states: torch.Tensor, span1: torch.Tensor, span2: torch.Tensor | None = None,
+                probes: torch.Tensor | None = None) -> torch.Tensor:
+        """states (T, n_layers, d) float32; span1/span2 (n, T) bool: which rows of ``states`` each target's
+        span holds -> logits (P, n, n_labels); ``probes`` (indices) runs only those probes (in that order)."""
+        def take(parameter: torch.Tensor) -> torch.Tensor:
+            return parameter if probes is None else parameter[probes]
+
+        mixed = torch.einsum("pl,tld->ptd", self.mix_weights(probes), states) * take(self.gamma)[:, None, None]
+        proj_w, proj_b, att_w = take(self.proj_w), take(self.proj_b), take(self.att_w)
         pooled = []
         for span, index in enumerate([span1] + ([span2] if self.two_spans else [])):
-            projected = torch.baddbmm(self.proj_b[:, span, None, :], mixed, self.proj_w[:, span])
-            pooled.append(self._pool(projected, index, span))
+            projected = torch.baddbmm(proj_b[:, span, None, :], mixed, proj_w[:, span])
+            pooled.append(self._pool(projected, index, att_w[:, span]))
         joined = torch.cat(pooled, dim=-1)  # (P, n, spans * h)
-        hidden = torch.tanh(torch.baddbmm(self.b2[:, None, :], joined, self.w2))
-        hidden = nn.functional.layer_norm(hidden, hidden.shape[-1:]) * self.ln_w[:, None, :] + self.ln_b[:, None, :]
-        return torch.baddbmm(self.b3[:, None, :], self.dropout(hidden), self.w3)
+        hidden = torch.tanh(torch.baddbmm(take(self.b2)[:, None, :], joined, take(self.w2)))
+        hidden = nn.functional.layer_norm(hidden, hidden.shape[-1:]) * take(self.ln_w)[:, None, :] + \
+            take(self.ln_b)[:, None, :]
+        return torch.baddbmm(take(self.b3)[:, None, :], self._dropout(hidden), take(self.w3))
 
     def probe_state(self, p: int) -> dict[str, torch.Tensor]:
         """Probe p's parameters (copies), to keep its best state during training."""
@@ -130,13 +149,7 @@ class ProbeBank(nn.Module):
                 value[p].copy_(state[name])
 
 
-def span_index(spans: np.ndarray, *, cap: int | None = None) -> np.ndarray:
-    """(n, 2) [start, end) row ranges -> (n, S) row indices padded with -1 (S = the longest span, or
-    ``cap``: longer spans keep their first ``cap`` rows)."""
-    lengths = spans[:, 1] - spans[:, 0]
-    width = int(lengths.max()) if len(spans) else 1
-    if cap is not None:
-        width = min(width, cap)
-    offsets = np.arange(width)
-    index = spans[:, :1] + offsets[None, :]
-    return np.where(offsets[None, :] < np.minimum(lengths, width)[:, None], index, -1)
+def span_members(spans: np.ndarray, n_rows: int) -> np.ndarray:
+    """(n, 2) [start, end) row ranges -> (n, n_rows) bool membership."""
+    rows = np.arange(n_rows)[None, :]
+    return (rows >= spans[:, :1]) & (rows < spans[:, 1:2])
