@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-compat bench bench-attention reproduce reproduce-kovaleva reproduce-kovaleva-table1 bench-ablate classifiers install clean
+.PHONY: demo test test-compat bench bench-attention reproduce reproduce-kovaleva reproduce-kovaleva-table1 bench-ablate reproduce-tenney bench-probing classifiers install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,9 @@ bench-attention: $(STAMP)
 bench-ablate: $(STAMP)
 	$(BIN)/python benchmarks/ablate_heads.py
 
+bench-probing: $(STAMP)
+	$(BIN)/python benchmarks/probing.py --source $(SHARED_DATA)
+
 reproduce: $(STAMP)
 	$(BIN)/bert-insight reproduce notebooks/01_ramnath2020_layer_ig.ipynb -p n_examples 200 -p cache_dir $(CURDIR)/runs/ig_cache
 
@@ -65,6 +68,10 @@ classifiers: $(STAMP)
 SHARED_DATA ?= $(abspath ../shared/data)
 reproduce-kovaleva: $(STAMP)
 	$(BIN)/bert-insight reproduce notebooks/04_kovaleva2019_attention.ipynb -p shared_data $(SHARED_DATA)
+
+reproduce-tenney: $(STAMP)
+	$(BIN)/bert-insight reproduce notebooks/05_tenney2019_edge_probing.ipynb -p shared_data $(SHARED_DATA) \
+		-p cache_dir $(CURDIR)/runs/edge_states
 
 reproduce-kovaleva-table1: $(STAMP)
 	$(BIN)/python -m bert_insight.kovaleva2019 --glue-dir $(GLUE_DIR) --output runs/kovaleva2019_table1.csv

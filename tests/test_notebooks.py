@@ -22,6 +22,8 @@ NOTEBOOK_PARAMETERS = {
                                       "top_k", "seed", "projection", "cache_dir"],
     "04_kovaleva2019_attention.ipynb": ["tasks", "include_qa", "n_examples", "qa_examples", "mode", "n_resamples",
                                         "gallery_examples", "seed", "device", "shared_data"],
+    "05_tenney2019_edge_probing.ipynb": ["model", "tasks", "n_train", "n_eval", "modes", "max_epochs", "seed", "device",
+                                         "shared_data", "cache_dir"],
 }
 
 
@@ -185,3 +187,17 @@ def test_kovaleva_notebook_runs_with_small_parameters(tmp_path, kernel_name, def
     frames = "".join(texts(notebook, "text/html"))
     assert "ci_low" in frames and "to_cls" in frames  # the ablation summary and the Figure 6 table
     assert "heterogeneous" in frames and "vertical_diagonal" in frames  # the Figure 2 proportions
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+def test_tenney_notebook_runs_on_the_bundled_slices(tmp_path, kernel_name):
+    notebook = run_notebook("05_tenney2019_edge_probing.ipynb", tmp_path, kernel_name,
+                            {"tasks": ["pos", "coref", "entities"], "n_train": 400, "n_eval": 300, "max_epochs": 4})
+    # mixing weights, differential scores, the traces of hard POS targets
+    assert_clean_and_offline(notebook, n_views=3)
+    printed = "".join(texts(notebook, "text/plain"))
+    assert "entities need UD English GUM" in printed  # shared_data=None: the non-bundled task is skipped
+    assert "pos: EdgeProbeResult" in printed and "coref: EdgeProbeResult" in printed
+    frames = "".join(texts(notebook, "text/html"))
+    assert "center_of_gravity" in frames and "expected_layer" in frames

@@ -276,3 +276,29 @@ def test_probe_traces_pick_the_targets_with_a_weak_best_label():
     assert one.groupby("label")["is_gold"].first().sum() == 1 and one["label"].nunique() == 2
     with pytest.raises(BertInsightInputError, match="no 'layer' probes"):
         probe_traces(result, mode="layer")
+
+
+def test_probe_trace_view_draws_the_gold_and_the_strongest_wrong_label_per_layer():
+    from bokeh.embed import file_html
+    from bokeh.resources import INLINE
+
+    from bert_insight import viz
+    from bert_insight.viz.probing import GOLD_COLOR, WRONG_COLOR
+
+    traces = pd.DataFrame({"task": "pos", "text_id": "a", "target_id": "a:0", "span1_text": "<b>Lead</b>",
+                           "span2_text": "", "layer": [0, 1, 2, 0, 1, 2], "label": ["NN"] * 3 + ["VB"] * 3,
+                           "is_gold": [True] * 3 + [False] * 3, "probability": [0.2, 0.5, 0.9, 0.7, 0.4, 0.1]})
+    layout = viz.probe_trace_view(traces)
+    source = layout.select_one({"name": "trace-a:0"})
+    shown = pd.DataFrame({key: list(source.data[key]) for key in ("layer", "label", "probability", "color")})
+    expected = traces[["layer", "label", "probability"]].assign(
+        color=[GOLD_COLOR] * 3 + [WRONG_COLOR] * 3).sort_values(["layer", "label"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(shown.sort_values(["layer", "label"]).reset_index(drop=True), expected)
+    # gold bars sit left of the wrong ones at every layer
+    x = dict(zip(zip(source.data["layer"], source.data["label"]), source.data["x"]))
+    assert all(x[(layer, "NN")] < x[(layer, "VB")] for layer in range(3))
+    assert "cdn.bokeh.org" not in file_html(layout, INLINE, "trace")
+    with pytest.raises(BertInsightInputError, match="not in the traces"):
+        viz.probe_trace_view(traces, target_id="zzz")
+    with pytest.raises(BertInsightInputError, match="empty"):
+        viz.probe_trace_view(traces.iloc[:0])

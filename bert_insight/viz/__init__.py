@@ -9,7 +9,8 @@ JavaScript, and a self-contained static HTML output under papermill / nbconvert.
 
 Views: jsd_heatmaps, passage_view, layer_curves, token_scatter, qa_roles_view, head_grid (any per-head
 statistic), attention_view (one example's maps),
-pattern_gallery (typical maps per attention pattern class) (see docs/widgets.md);
+pattern_gallery (typical maps per attention pattern class), probe_trace_view (edge
+probes' per-layer predictions of one target) (see docs/widgets.md);
 ramnath2020_comparison puts the paper's reported trends next to ours in a frame; ramnath2020_by_depth
 puts a BERT-base measurement of the same shares next to ours, per third of the depth.
 """
@@ -26,12 +27,14 @@ from ..attribution.ramnath2020 import (
     ramnath2020_by_depth,
     ramnath2020_comparison,
 )
+from .probing import probe_trace_view
 from .tokens import qa_roles_view, token_scatter
 
 __all__ = [
     "attention_view",
     "head_grid",
     "pattern_gallery",
+    "probe_trace_view",
     "DIVERGING",
     "ROLE_COLORS",
     "SEQUENTIAL",
