@@ -302,3 +302,51 @@ def test_probe_trace_view_draws_the_gold_and_the_strongest_wrong_label_per_layer
         viz.probe_trace_view(traces, target_id="zzz")
     with pytest.raises(BertInsightInputError, match="empty"):
         viz.probe_trace_view(traces.iloc[:0])
+
+
+# ---- the task format -------------------------------------------------------------------------------------
+def test_a_malformed_task_gets_one_clear_error():
+    texts = [("train", "a", ["The", "cat", "sat"]), ("dev", "b", ["A", "dog"])]
+    good = [("train", "a", 0, 1, -1, -1, "DT"), ("dev", "b", 1, 2, -1, -1, "NN")]
+    make_task("pos", texts, good, two_spans=False)
+    with pytest.raises(BertInsightInputError, match="has no targets"):
+        make_task("pos", texts, [], two_spans=False)
+    with pytest.raises(BertInsightInputError, match=r"span1 \[2, 4\) outside its text of 3 words"):
+        make_task("pos", texts, [("train", "a", 2, 4, -1, -1, "NN")], two_spans=False)
+    with pytest.raises(BertInsightInputError, match="outside its text"):
+        make_task("pos", texts, [("train", "a", 1, 1, -1, -1, "NN")], two_spans=False)  # empty span
+    with pytest.raises(BertInsightInputError, match=r"labels \['VB'\] that are not in the task's labels"):
+        make_task("pos", texts, good + [("dev", "b", 0, 1, -1, -1, "VB")], labels=["DT", "NN"], two_spans=False)
+    with pytest.raises(BertInsightInputError, match="single-span task but some targets have a span2"):
+        make_task("pos", texts, [("train", "a", 0, 1, 1, 2, "DT")], two_spans=False)
+    with pytest.raises(BertInsightInputError, match="not in texts"):
+        make_task("pos", texts, [("train", "zzz", 0, 1, -1, -1, "DT")], two_spans=False)
+    with pytest.raises(BertInsightInputError, match="unknown edge task"):
+        __import__("bert_insight").load_edge_task("ner")
+
+
+def test_jiant_json_round_trip_keeps_every_target(tmp_path):
+    from bert_insight import read_jiant_json
+
+    task = word_task(SENTENCES, two_spans=True)
+    paths = task.to_jiant_json(tmp_path)
+    assert sorted(paths) == ["dev", "train"]
+    back = read_jiant_json(tmp_path, name="toy", labels=task.labels)
+    assert back.two_spans and back.labels == task.labels
+    columns = ["split", "text_id", "span1_start", "span1_end", "span2_start", "span2_end", "labels"]
+    pd.testing.assert_frame_equal(back.targets[columns].sort_values(columns[:4]).reset_index(drop=True),
+                                  task.targets[columns].sort_values(columns[:4]).reset_index(drop=True))
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "train.json").write_text('{"text": "a b", "targets": [{"span1": [0]}]}\n')
+    with pytest.raises(BertInsightInputError, match="line 1: not a jiant edge-probing record"):
+        read_jiant_json(tmp_path / "bad", name="bad")
+
+
+def test_sample_keeps_whole_texts_and_the_budget():
+    task = word_task(SENTENCES * 5)
+    part = task.sample("train", 20, seed=3)
+    assert len(part.targets) == 20 and set(part.targets["split"]) == {"train"}
+    counts = task.targets.groupby("text_id").size()
+    kept = part.targets.groupby("text_id").size()
+    assert (kept == counts[kept.index]).sum() >= len(kept) - 1  # only the last text may be cut
+    np.testing.assert_array_equal(task.sample("train", 20, seed=3).targets["target_id"], part.targets["target_id"])
