@@ -64,7 +64,7 @@ class EdgeProbe(BaseEstimator):
     def __init__(self, *, layer: int | None = None, mix: str = "none", pooling: str = "attention",
                  hidden_size: int = 256, dropout: float = 0.3, lr: float = 1e-3, batch_size: int = 32,
                  max_epochs: int = 50, patience: int = 5, validation_fraction: float = 0.1, seed: int = 0,
-                 device: str = "cpu"):
+                 device: str = "auto"):
         self.layer = layer
         self.mix = mix
         self.pooling = pooling
