@@ -87,7 +87,13 @@ class ProbeBank(nn.Module):
             tensors["w3"].append(_uniform(g, (h, n_labels), h))
             tensors["b3"].append(_uniform(g, (n_labels,), h))
         for name, values in tensors.items():
-            setattr(self, name, nn.Parameter(torch.stack(values)))
+            stacked = torch.stack(values)
+            if name in ("proj_w", "proj_b", "att_w"):
+                # One parameter per span: a slice of a shared one would make backward zero-fill and
+                # accumulate the whole (P, spans, d, h) tensor for each span (a fifth of a step).
+                setattr(self, name, nn.ParameterList([nn.Parameter(stacked[:, k].clone()) for k in range(n_spans)]))
+            else:
+                setattr(self, name, nn.Parameter(stacked))
         self.ln_w = nn.Parameter(torch.ones(P, h))
         self.ln_b = nn.Parameter(torch.zeros(P, h))
         self.dropout = float(dropout)
@@ -120,19 +126,20 @@ class ProbeBank(nn.Module):
         scores = scores[:, None, :].masked_fill(~members, float("-inf"))  # (P, n, T)
         return torch.bmm(torch.softmax(scores, dim=-1), projected)
 
-    def forward(self, states: torch.Tensor, span1: torch.Tensor, span2: torch.Tensor | None = None,
-                probes: torch.Tensor | None = None) -> torch.Tensor:
-        """states (T, n_layers, d) float32; span1/span2 (n, T) bool: which rows of ``states`` each target's
-        span holds -> logits (P, n, n_labels); ``probes`` (indices) runs only those probes (in that order)."""
+    def forward(self, spans, probes: torch.Tensor | None = None) -> torch.Tensor:
+        """``spans``: per span (span1, then span2 for two-span tasks) a pair (states (T_k, n_layers, d)
+        float32, members (n, T_k) bool: which of those rows each target's span holds) -> logits
+        (P, n, n_labels). Each span has its own block of rows, so its projection runs only on its own
+        tokens. ``probes`` (indices) runs only those probes (in that order)."""
         def take(parameter: torch.Tensor) -> torch.Tensor:
             return parameter if probes is None else parameter[probes]
 
-        mixed = torch.einsum("pl,tld->ptd", self.mix_weights(probes), states) * take(self.gamma)[:, None, None]
-        proj_w, proj_b, att_w = take(self.proj_w), take(self.proj_b), take(self.att_w)
+        weights, gamma = self.mix_weights(probes), take(self.gamma)[:, None, None]
         pooled = []
-        for span, index in enumerate([span1] + ([span2] if self.two_spans else [])):
-            projected = torch.baddbmm(proj_b[:, span, None, :], mixed, proj_w[:, span])
-            pooled.append(self._pool(projected, index, att_w[:, span]))
+        for span, (states, members) in enumerate(spans):
+            mixed = torch.einsum("pl,tld->ptd", weights, states) * gamma
+            projected = torch.baddbmm(take(self.proj_b[span])[:, None, :], mixed, take(self.proj_w[span]))
+            pooled.append(self._pool(projected, members, take(self.att_w[span])))
         joined = torch.cat(pooled, dim=-1)  # (P, n, spans * h)
         hidden = torch.tanh(torch.baddbmm(take(self.b2)[:, None, :], joined, take(self.w2)))
         hidden = nn.functional.layer_norm(hidden, hidden.shape[-1:]) * take(self.ln_w)[:, None, :] + \

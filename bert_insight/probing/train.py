@@ -82,16 +82,17 @@ def validation_split(data: EncodedTargets, fraction: float, seed: int) -> tuple[
     return np.flatnonzero(~is_held), np.flatnonzero(is_held)
 
 
-def _batch(data: EncodedTargets, rows: np.ndarray, device: torch.device):
-    """The states of the tokens ``rows``' spans use, and each span's membership over that compact block."""
-    spans = [data.span1[rows]] + ([data.span2[rows]] if data.two_spans else [])
-    tokens = np.unique(np.concatenate([np.arange(s, e) for part in spans for s, e in part]))
-    # A span's rows are contiguous in ``tokens`` too (every row of it is there).
-    local = [np.stack([np.searchsorted(tokens, part[:, 0]), np.searchsorted(tokens, part[:, 0]) + part[:, 1] - part[:, 0]],
-                      axis=1) for part in spans]
-    states = torch.from_numpy(data.states[tokens].astype(np.float32)).to(device)
-    members = [torch.from_numpy(span_members(part, len(tokens))).to(device) for part in local]
-    return states, members[0], (members[1] if len(members) > 1 else None)
+def _batch(data: EncodedTargets, rows: np.ndarray, device: torch.device) -> list:
+    """Per span, the states of the tokens that span uses in ``rows`` and each target's membership over
+    them (a span's rows are contiguous in its block too: every row of it is there)."""
+    blocks = []
+    for part in [data.span1[rows]] + ([data.span2[rows]] if data.two_spans else []):
+        tokens = np.unique(np.concatenate([np.arange(s, e) for s, e in part]))
+        start = np.searchsorted(tokens, part[:, 0])
+        local = np.stack([start, start + part[:, 1] - part[:, 0]], axis=1)
+        states = torch.from_numpy(data.states[tokens].astype(np.float32)).to(device)
+        blocks.append((states, torch.from_numpy(span_members(local, len(tokens))).to(device)))
+    return blocks
 
 
 def predict_bank(bank: ProbeBank, data: EncodedTargets, *, batch_size: int = 256,
@@ -102,8 +103,7 @@ def predict_bank(bank: ProbeBank, data: EncodedTargets, *, batch_size: int = 256
     with torch.inference_mode():
         for start in range(0, len(data), batch_size):
             rows = np.arange(start, min(start + batch_size, len(data)))
-            states, span1, span2 = _batch(data, rows, torch.device(device))
-            pieces.append(torch.sigmoid(bank(states, span1, span2)).float().cpu().numpy())
+            pieces.append(torch.sigmoid(bank(_batch(data, rows, torch.device(device)))).float().cpu().numpy())
     return np.concatenate(pieces, axis=1)
 
 
@@ -146,9 +146,8 @@ def train_bank(specs: list[ProbeSpec], train: EncodedTargets, *, settings: Probe
         order = fit_rows[rng.permutation(len(fit_rows))]
         for start in range(0, len(order), settings.batch_size):
             rows = order[start: start + settings.batch_size]
-            states, span1, span2 = _batch(train, rows, device)
             # Probes out of patience leave the bank's forward (their best state is kept aside).
-            logits = bank(states, span1, span2, probes=None if len(active) == n_probes else active)
+            logits = bank(_batch(train, rows, device), probes=None if len(active) == n_probes else active)
             target = labels[torch.from_numpy(rows).to(device)].expand(len(active), -1, -1)
             # Mean over targets and labels per probe, summed over probes: each probe's gradient is its own.
             loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
