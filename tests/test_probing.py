@@ -350,3 +350,27 @@ def test_sample_keeps_whole_texts_and_the_budget():
     kept = part.targets.groupby("text_id").size()
     assert (kept == counts[kept.index]).sum() >= len(kept) - 1  # only the last text may be cut
     np.testing.assert_array_equal(task.sample("train", 20, seed=3).targets["target_id"], part.targets["target_id"])
+
+
+def test_text_pairs_are_encoded_as_the_models_sentence_pairs(tokenizer):
+    """A question and its passage: words[:n_words_a] are text_a, the rest text_b (token types 0 / 1)."""
+    handle = from_model(tiny_classifier("bert"), tokenizer, device="cpu", task="mrpc")
+    question = ["Who", "wrote", "Hamlet", "?"]
+    passage = ["Shakespeare", "wrote", "it", ".", "Hamlet", "is", "unbelievably", "long", "."]
+    texts = [("train", "q1", question + passage, len(question))]
+    targets = [("train", "q1", 0, 4, 4, 8, "supporting"), ("train", "q1", 2, 3, 8, 9, "other")]
+    task = make_task("pairs", texts, targets, two_spans=True)
+    encoded = encode_targets(handle, task, progress=False)
+    encoding = tokenizer(question, passage, is_split_into_words=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = torch.stack(handle.model(**encoding, output_hidden_states=True).hidden_states, dim=2)[0]
+    sequence_ids, word_ids = encoding.sequence_ids(), encoding.word_ids()
+    joined = [None if s is None else (w if s == 0 else w + len(question)) for s, w in zip(sequence_ids, word_ids)]
+    for row, target in encoded.targets.iterrows():
+        for span, (start, end) in ((encoded.span1[row], (target["span1_start"], target["span1_end"])),
+                                   (encoded.span2[row], (target["span2_start"], target["span2_end"]))):
+            pieces = [i for i, w in enumerate(joined) if w is not None and start <= w < end]
+            np.testing.assert_allclose(encoded.states[span[0]: span[1]].astype(np.float32), hidden[pieces].numpy(),
+                                       atol=2e-2, rtol=1e-2)
+    with pytest.raises(BertInsightInputError, match="at least one word on each side"):
+        make_task("pairs", [("train", "q1", question, 4)], [("train", "q1", 0, 1, 1, 2, "x")], two_spans=True)

@@ -54,7 +54,9 @@ EDGE_TASKS: dict[str, str] = {
 class EdgeTask:
     """One edge-probing task.
 
-    ``texts``: split, text_id, words (a tuple of str). ``targets``: split, text_id, target_id (unique
+    ``texts``: split, text_id, words (a tuple of str), and for a task on text pairs (a question and its
+    passage) n_words_a: words[:n_words_a] are the first text, the rest the second; the encoder reads
+    them as a sentence pair, and spans index the joined words. ``targets``: split, text_id, target_id (unique
     within the task), span1_start, span1_end, span2_start, span2_end (word indices, half-open; span2
     -1/-1 for single-span tasks), labels (a tuple of label names; empty = a negative target of a binary
     task). ``labels``: the label vocabulary, in output order. ``two_spans``: whether span2 is used.
@@ -141,8 +143,10 @@ class EdgeTask:
                 by_text[row.text_id].append(target)
             path = directory / f"{split}.json"
             with open(path, "w", encoding="utf-8") as handle:
-                for text_id, words in zip(part.texts["text_id"], part.texts["words"]):
-                    record = {"text": " ".join(words), "targets": by_text[text_id], "info": {"text_id": text_id}}
+                split_at = part.texts["n_words_a"] if "n_words_a" in part.texts else [None] * len(part.texts)
+                for text_id, words, n_words_a in zip(part.texts["text_id"], part.texts["words"], split_at):
+                    info = {"text_id": text_id, **({"n_words_a": int(n_words_a)} if n_words_a is not None else {})}
+                    record = {"text": " ".join(words), "targets": by_text[text_id], "info": info}
                     handle.write(json.dumps(record) + "\n")
             paths[split] = path
         return paths
@@ -175,6 +179,14 @@ def check_task(task: EdgeTask) -> None:
         _fail(name, "target_id values repeat; each target needs its own id.")
     if task.texts["text_id"].duplicated().any():
         _fail(name, "text_id values repeat; each text needs its own id (prefix them with the split if needed).")
+    if "n_words_a" in task.texts.columns:
+        split_at = task.texts["n_words_a"].to_numpy()
+        sizes = task.texts["words"].map(len).to_numpy()
+        bad = (split_at < 1) | (split_at >= sizes)
+        if bad.any():
+            row = task.texts[bad].iloc[0]
+            _fail(name, f"text {row['text_id']!r} has n_words_a={row['n_words_a']} for {len(row['words'])} words; a "
+                        "pair needs at least one word on each side.")
     lengths = dict(zip(task.texts["text_id"], task.texts["words"].map(len)))
     missing_texts = sorted(set(task.targets["text_id"]) - set(lengths))
     if missing_texts:
@@ -205,12 +217,16 @@ def make_task(name: str, texts: Iterable[tuple[str, str, Sequence[str]]], target
               info: Mapping[str, Any] | None = None) -> EdgeTask:
     """An :class:`EdgeTask` from plain rows (what builders produce).
 
-    ``texts``: (split, text_id, words). ``targets``: (split, text_id, span1_start, span1_end, span2_start,
+    ``texts``: (split, text_id, words) or (split, text_id, words, n_words_a) for text pairs. ``targets``: (split, text_id, span1_start, span1_end, span2_start,
     span2_end, labels) with labels a str or a sequence of str; target ids are "<text_id>:<n>".
     ``labels``: the vocabulary (default: every label seen, sorted). ``report``: (split, outcome, reason, n).
     """
-    text_frame = pd.DataFrame([(split, str(text_id), tuple(str(w) for w in words)) for split, text_id, words in texts],
-                              columns=list(TEXT_COLUMNS))
+    rows = [(row[0], str(row[1]), tuple(str(w) for w in row[2]), *(int(x) for x in row[3:4])) for row in texts]
+    paired = bool(rows) and all(len(row) == 4 for row in rows)
+    if rows and not paired and any(len(row) == 4 for row in rows):
+        raise BertInsightInputError(f"edge task {name!r}: some texts give n_words_a and some do not; a task is all "
+                                    "text pairs or all single texts.")
+    text_frame = pd.DataFrame(rows, columns=[*TEXT_COLUMNS, *(["n_words_a"] if paired else [])])
     rows, counters = [], {}
     for split, text_id, s1, e1, s2, e2, target_labels in targets:
         text_id = str(text_id)
@@ -251,8 +267,9 @@ def read_jiant_json(paths: Mapping[str, str | os.PathLike] | str | os.PathLike, 
             try:
                 record = json.loads(line)
                 words = record["text"].split()
-                text_id = str(record.get("info", {}).get("text_id", f"{split}-{line_number}"))
-                texts.append((split, text_id, words))
+                info = record.get("info", {})
+                text_id = str(info.get("text_id", f"{split}-{line_number}"))
+                texts.append((split, text_id, words, *([int(info["n_words_a"])] if "n_words_a" in info else [])))
                 for target in record["targets"]:
                     span2 = target.get("span2", [-1, -1])
                     targets.append((split, text_id, *target["span1"], *span2, target["label"]))

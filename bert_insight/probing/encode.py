@@ -84,32 +84,48 @@ def _word_starts(words) -> list[tuple[int, int]]:
     return spans
 
 
-def _word_pieces(window, words) -> tuple[np.ndarray, np.ndarray]:
-    """Per word, the [first, last + 1) token positions of its pieces (first = last + 1 = 0: no piece)."""
-    spans = _word_starts(words)
+def _segments(words, n_words_a: int) -> list[tuple[int, int, tuple]]:
+    """(sequence id, index of its first word, its words): one segment, or two for a paired text whose
+    first ``n_words_a`` words are text_a (e.g. a question) and the rest text_b (e.g. its passage)."""
+    words = tuple(words)
+    if n_words_a > 0:
+        return [(0, 0, words[:n_words_a]), (1, n_words_a, words[n_words_a:])]
+    return [(0, 0, words)]
+
+
+def _word_pieces(window, words, n_words_a: int = -1) -> tuple[np.ndarray, np.ndarray]:
+    """Per word, the [first, last + 1) token positions of its pieces (-1, 0 for a word with none)."""
     first = np.full(len(words), -1, dtype=np.int64)
     last = np.full(len(words), -1, dtype=np.int64)
-    ends = np.array([end for _, end in spans])
-    for position, ((start, end), sequence) in enumerate(zip(window.offsets, window.sequence_ids)):
-        if sequence != 0 or end <= start:
-            continue
-        word = int(np.searchsorted(ends, start, side="right"))  # the word whose characters hold ``start``
-        if word >= len(words) or start < spans[word][0]:
-            continue
-        if first[word] < 0:
-            first[word] = position
-        last[word] = position
+    for sequence_id, offset, segment in _segments(words, n_words_a):
+        spans = _word_starts(segment)
+        ends = np.array([end for _, end in spans])
+        for position, ((start, end), sequence) in enumerate(zip(window.offsets, window.sequence_ids)):
+            if sequence != sequence_id or end <= start:
+                continue
+            word = int(np.searchsorted(ends, start, side="right"))  # the word whose characters hold ``start``
+            if word >= len(segment) or start < spans[word][0]:
+                continue
+            if first[offset + word] < 0:
+                first[offset + word] = position
+            last[offset + word] = position
     return first, last + 1
 
 
-def _token_ranges(window, words, targets: pd.DataFrame, two_spans: bool, max_length: int):
+def _token_ranges(window, words, targets: pd.DataFrame, two_spans: bool, max_length: int, n_words_a: int = -1):
     """Token [start, end) of each target's span1 (and span2): (n, 2 or 4) int, which targets can be
     encoded, and reason -> count for the others."""
-    first, stop = _word_pieces(window, words)
-    text_pieces = [end for (start, end), sequence in zip(window.offsets, window.sequence_ids)
-                   if sequence == 0 and end > start]
-    covered = max(text_pieces, default=0)  # characters the (possibly cut) input still holds
-    char_ends = np.array([end for _, end in _word_starts(words)])
+    first, stop = _word_pieces(window, words, n_words_a)
+    # Per word: its character end within its own segment, and how much of that segment the (possibly
+    # cut) input still holds.
+    char_ends = np.zeros(len(words), dtype=np.int64)
+    covered = np.zeros(len(words), dtype=np.int64)
+    for sequence_id, offset, segment in _segments(words, n_words_a):
+        held = max((end for (start, end), sequence in zip(window.offsets, window.sequence_ids)
+                    if sequence == sequence_id and end > start), default=0)
+        for k, (_, end) in enumerate(_word_starts(segment)):
+            char_ends[offset + k] = end
+            covered[offset + k] = held
     columns = [("span1_start", "span1_end")] + ([("span2_start", "span2_end")] if two_spans else [])
     ranges = np.zeros((len(targets), 2 * len(columns)), dtype=np.int64)
     valid = np.ones(len(targets), dtype=bool)
@@ -118,7 +134,7 @@ def _token_ranges(window, words, targets: pd.DataFrame, two_spans: bool, max_len
         for row, (s, e) in enumerate(zip(targets[start_column].to_numpy(), targets[end_column].to_numpy())):
             if not valid[row]:
                 continue
-            if char_ends[e - 1] > covered:
+            if (char_ends[s:e] > covered[s:e]).any():
                 valid[row] = False
                 reasons["past"] += 1
                 continue
@@ -136,8 +152,9 @@ def _token_ranges(window, words, targets: pd.DataFrame, two_spans: bool, max_len
 def task_digest(task: EdgeTask) -> str:
     """Identifies a task's texts and targets (for the states cache)."""
     digest = hashlib.sha256()
-    for text_id, words in zip(task.texts["text_id"], task.texts["words"]):
-        digest.update(f"{text_id}\t{' '.join(words)}\n".encode())
+    split_at = task.texts["n_words_a"] if "n_words_a" in task.texts else [-1] * len(task.texts)
+    for text_id, words, n_words_a in zip(task.texts["text_id"], task.texts["words"], split_at):
+        digest.update(f"{text_id}\t{n_words_a}\t{' '.join(words)}\n".encode())
     columns = ["target_id", "span1_start", "span1_end", "span2_start", "span2_end"]
     digest.update(pd.util.hash_pandas_object(task.targets[columns], index=False).to_numpy().tobytes())
     digest.update("|".join("/".join(labels) for labels in task.targets["labels"]).encode())
@@ -183,7 +200,12 @@ def _encode(handle, task, chosen, max_length, batch_size, progress) -> EncodedTa
     from tqdm.auto import tqdm
 
     texts = task.texts.reset_index(drop=True)
-    frame = pd.DataFrame({"example_id": texts["text_id"], "text_a": texts["words"].map(" ".join), "text_b": None})
+    split_at = (texts["n_words_a"].astype(int) if "n_words_a" in texts.columns
+                else pd.Series(-1, index=texts.index))
+    segments = [_segments(words, n) for words, n in zip(texts["words"], split_at)]
+    frame = pd.DataFrame({"example_id": texts["text_id"],
+                          "text_a": [" ".join(parts[0][2]) for parts in segments],
+                          "text_b": [" ".join(parts[1][2]) if len(parts) > 1 else None for parts in segments]})
     windows = encode_sentences(handle.tokenizer, frame, max_length=max_length)
     by_text = {text_id: rows for text_id, rows in task.targets.groupby("text_id", sort=False).groups.items()}
     layer_index = list(chosen)
@@ -205,7 +227,7 @@ def _encode(handle, task, chosen, max_length, batch_size, progress) -> EncodedTa
                     continue
                 targets = task.targets.loc[by_text[text_id]]
                 ranges, valid, reasons = _token_ranges(windows[text_index], texts.at[text_index, "words"], targets,
-                                                       task.two_spans, max_length)
+                                                       task.two_spans, max_length, int(split_at[text_index]))
                 for reason, n in reasons.items():
                     dropped[reason] = dropped.get(reason, 0) + n
                 if not valid.any():
