@@ -110,3 +110,12 @@ def strongest_role(roles: Iterable[str]) -> str:
     roles = list(roles)
     present = set(roles)
     return next((role for role in ROLE_PRIORITY if role in present), roles[0] if roles else "other")
+
+
+def joined_word_spans(words: Iterable[str]) -> list[tuple[int, int]]:
+    """(char_start, char_end) of each word in the words joined by single spaces."""
+    spans, start = [], 0
+    for word in words:
+        spans.append((start, start + len(word)))
+        start += len(word) + 1
+    return spans

@@ -14,6 +14,7 @@ Shapes: one window is T tokens; a batch is (B, T_max) after dynamic padding.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -230,3 +231,21 @@ def encode_sentences(tokenizer: PreTrainedTokenizerBase, examples: pd.DataFrame,
             sequence_ids=list(encoding.sequence_ids(row)), word_ids=list(encoding.word_ids(row)), n_windows=1,
         ))
     return windows
+
+
+def word_pieces(window: QAWindow, word_spans, *, sequence: int = 0) -> list[list[int]]:
+    """For each word (a (char_start, char_end) span into the window's text ``sequence``: 0 = text_a,
+    1 = text_b; :func:`bert_insight.text.joined_word_spans` gives them for words joined by spaces),
+    the positions of its tokens in ``window``: tokens of that sequence whose character offsets overlap
+    the span, in order (first = the word's first piece). A word truncated away gets []."""
+    spans = [(int(start), int(end)) for start, end in word_spans]
+    starts = [start for start, _ in spans]
+    pieces: list[list[int]] = [[] for _ in spans]
+    for position, ((start, end), token_sequence) in enumerate(zip(window.offsets, window.sequence_ids)):
+        if token_sequence != sequence or end <= start:
+            continue
+        word = bisect.bisect_left(starts, end) - 1  # last word starting before the token ends
+        while word >= 0 and spans[word][1] > start:
+            pieces[word].append(position)
+            word -= 1
+    return [sorted(p) for p in pieces]

@@ -30,7 +30,7 @@ from ..data.conllu import (
 from ..errors import BertInsightInputError
 from ..frames import frame_attrs
 from ..models.handle import ModelHandle
-from ..windows import DEFAULT_SENTENCE_MAX_LENGTH, QAWindow, encode_sentences
+from ..windows import DEFAULT_SENTENCE_MAX_LENGTH, encode_sentences, word_pieces
 from .maps import iter_attention, resolve_selection, sentence_tokens
 from .stats import head_columns, task_label
 
@@ -56,23 +56,6 @@ _FEATURE_COLUMNS_NEEDED = {"noun": "upos", "verb": "upos", "pronoun": "upos", "s
 
 
 # ---- words <-> model tokens ----------------------------------------------------------------------------
-def word_pieces(window: QAWindow, word_spans) -> list[list[int]]:
-    """For each word (a (char_start, char_end) span into text_a, as ``sentences_as_examples`` gives
-    them), the positions of its tokens in ``window``: text_a tokens whose character offsets overlap
-    the span, in order (first = the word's first piece). A word truncated away gets []."""
-    spans = [(int(start), int(end)) for start, end in word_spans]
-    starts = np.array([start for start, _ in spans])
-    pieces: list[list[int]] = [[] for _ in spans]
-    for position, ((start, end), sequence) in enumerate(zip(window.offsets, window.sequence_ids)):
-        if sequence != 0 or end <= start:
-            continue
-        word = int(np.searchsorted(starts, end, side="left")) - 1  # last word starting before the token ends
-        while word >= 0 and spans[word][1] > start:
-            pieces[word].append(position)
-            word -= 1
-    return [sorted(p) for p in pieces]
-
-
 def _normal(word) -> str:
     return str(word).lower().replace("\u2019", "'")
 

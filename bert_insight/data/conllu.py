@@ -23,6 +23,7 @@ import pandas as pd
 from bert_insight.data._files import as_local_path, bundled_path, read_text
 from bert_insight.errors import BertInsightInputError
 from bert_insight.frames import require_columns
+from bert_insight.text import joined_word_spans
 
 #: The first 500 sentences of UD English EWT dev (CC BY-SA 4.0; ATTRIBUTION.md).
 BUNDLED_CONLLU = "ud_ewt_dev_first500.conllu.gz"
@@ -195,18 +196,16 @@ def sentences_as_examples(words: pd.DataFrame) -> pd.DataFrame:
     Returns a DataFrame with columns example_id (the sentence_id), text_a (the words joined by single
     spaces), text_b (None), label (NaN), word_spans (one (char_start, char_end) span into text_a per
     word, in word order: tokens whose character offsets overlap a word's span are its pieces, see
-    ``bert_insight.attention.linguistic.word_pieces``) and n_words; ``attrs`` keep the words' attrs.
+    ``bert_insight.windows.word_pieces``) and n_words; ``attrs`` keep the words' attrs.
     """
     require_words(words)
     rows = []
     for sentence_id, sentence in sentence_groups(words):
-        spans, start = [], 0
         for word in sentence["word"]:
             if not isinstance(word, str) or not word.strip():
                 raise BertInsightInputError(f"sentence {sentence_id!r} has an empty word ({word!r}); every word "
                                             "needs its text.")
-            spans.append((start, start + len(word)))
-            start += len(word) + 1
+        spans = joined_word_spans(sentence["word"])
         rows.append((sentence_id, " ".join(sentence["word"]), None, np.nan, spans, len(spans)))
     frame = pd.DataFrame(rows, columns=["example_id", "text_a", "text_b", "label", "word_spans", "n_words"])
     frame["label"] = frame["label"].astype("float64")

@@ -27,7 +27,8 @@ from ..device import release_freed_memory
 from ..errors import BertInsightInputError
 from ..layers import resolve_layers
 from ..models.handle import ModelHandle
-from ..windows import encode_sentences, length_sorted_batches
+from ..text import joined_word_spans
+from ..windows import encode_sentences, length_sorted_batches, word_pieces
 
 STATE_DTYPE = np.float16
 TARGET_INFO_COLUMNS = ("split", "text_id", "target_id", "span1_start", "span1_end", "span2_start", "span2_end",
@@ -76,14 +77,6 @@ class EncodedTargets:
                 f"{list(self.layers)}, {len(self.label_names)} labels)")
 
 
-def _word_starts(words) -> list[tuple[int, int]]:
-    spans, start = [], 0
-    for word in words:
-        spans.append((start, start + len(word)))
-        start += len(word) + 1
-    return spans
-
-
 def _segments(words, n_words_a: int) -> list[tuple[int, int, tuple]]:
     """(sequence id, index of its first word, its words): one segment, or two for a paired text whose
     first ``n_words_a`` words are text_a (e.g. a question) and the rest text_b (e.g. its passage)."""
@@ -96,20 +89,12 @@ def _segments(words, n_words_a: int) -> list[tuple[int, int, tuple]]:
 def _word_pieces(window, words, n_words_a: int = -1) -> tuple[np.ndarray, np.ndarray]:
     """Per word, the [first, last + 1) token positions of its pieces (-1, 0 for a word with none)."""
     first = np.full(len(words), -1, dtype=np.int64)
-    last = np.full(len(words), -1, dtype=np.int64)
+    stop = np.zeros(len(words), dtype=np.int64)
     for sequence_id, offset, segment in _segments(words, n_words_a):
-        spans = _word_starts(segment)
-        ends = np.array([end for _, end in spans])
-        for position, ((start, end), sequence) in enumerate(zip(window.offsets, window.sequence_ids)):
-            if sequence != sequence_id or end <= start:
-                continue
-            word = int(np.searchsorted(ends, start, side="right"))  # the word whose characters hold ``start``
-            if word >= len(segment) or start < spans[word][0]:
-                continue
-            if first[offset + word] < 0:
-                first[offset + word] = position
-            last[offset + word] = position
-    return first, last + 1
+        for k, pieces in enumerate(word_pieces(window, joined_word_spans(segment), sequence=sequence_id)):
+            if pieces:
+                first[offset + k], stop[offset + k] = pieces[0], pieces[-1] + 1
+    return first, stop
 
 
 def _token_ranges(window, words, targets: pd.DataFrame, two_spans: bool, max_length: int, n_words_a: int = -1):
@@ -123,7 +108,7 @@ def _token_ranges(window, words, targets: pd.DataFrame, two_spans: bool, max_len
     for sequence_id, offset, segment in _segments(words, n_words_a):
         held = max((end for (start, end), sequence in zip(window.offsets, window.sequence_ids)
                     if sequence == sequence_id and end > start), default=0)
-        for k, (_, end) in enumerate(_word_starts(segment)):
+        for k, (_, end) in enumerate(joined_word_spans(segment)):
             char_ends[offset + k] = end
             covered[offset + k] = held
     columns = [("span1_start", "span1_end")] + ([("span2_start", "span2_end")] if two_spans else [])
