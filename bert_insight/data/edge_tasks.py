@@ -120,12 +120,7 @@ class EdgeTask:
 
     def label_matrix(self) -> np.ndarray:
         """(n_targets, n_labels) bool: which labels each target carries."""
-        index = {label: i for i, label in enumerate(self.labels)}
-        matrix = np.zeros((len(self.targets), len(self.labels)), dtype=bool)
-        for row, labels in enumerate(self.targets["labels"]):
-            for label in labels:
-                matrix[row, index[label]] = True
-        return matrix
+        return label_matrix(self.targets["labels"], self.labels)
 
     def to_jiant_json(self, directory: str | os.PathLike) -> dict[str, Path]:
         """Write one jiant edge-probing JSON-lines file per split (``<split>.json``); returns their paths."""
@@ -155,6 +150,17 @@ class EdgeTask:
         sizes = ", ".join(f"{split} {int((self.targets['split'] == split).sum())}" for split in self.splits)
         return (f"EdgeTask({self.name!r}: {len(self.labels)} labels, {'two spans' if self.two_spans else 'one span'}; "
                 f"targets {sizes})")
+
+
+def label_matrix(target_labels: Iterable[Sequence[str]], vocabulary: Sequence[str]) -> np.ndarray:
+    """(n_targets, n_labels) bool from each target's label tuple, columns in ``vocabulary`` order."""
+    index = {label: i for i, label in enumerate(vocabulary)}
+    rows = list(target_labels)
+    matrix = np.zeros((len(rows), len(index)), dtype=bool)
+    for row, labels in enumerate(rows):
+        for label in labels:
+            matrix[row, index[label]] = True
+    return matrix
 
 
 def _fail(task_name: str, message: str) -> None:

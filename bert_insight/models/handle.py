@@ -96,13 +96,20 @@ class ModelHandle:
         return collate_windows(windows, self.device, pad_token_id=self.pad_token_id,
                                token_type_ids=self.adapter.uses_token_type_ids)
 
-    def check_fits(self, max_length: int) -> None:
-        """Raise BertInsightInputError when windows of ``max_length`` tokens exceed the position embeddings."""
+    @property
+    def usable_positions(self) -> int | None:
+        """The longest input the position embeddings take (None when the config names no limit)."""
         positions = getattr(self.model.config, "max_position_embeddings", None)
         if positions is None:
-            return
+            return None
         # RoBERTa-style position ids start after the padding index, which uses up two positions.
-        usable = positions - 2 if self.adapter.family == "roberta" else positions
+        return positions - 2 if self.adapter.family == "roberta" else positions
+
+    def check_fits(self, max_length: int) -> None:
+        """Raise BertInsightInputError when windows of ``max_length`` tokens exceed the position embeddings."""
+        usable = self.usable_positions
+        if usable is None:
+            return
         if max_length > usable:
             raise BertInsightInputError(
                 f"max_length={max_length} exceeds the {usable} positions {self.name!r} can embed; "

@@ -47,7 +47,8 @@ class EdgeProbeResult:
     ``deltas``: task, layer, delta (eq. 3, l >= 1). ``summary``: task, center_of_gravity (eq. 2),
     expected_layer (eq. 4; NaN when the Deltas sum to <= 0), kl_weights, kl_delta (KL to uniform, nats),
     f1_layer0, f1_all, n_train, n_eval. ``bank`` / ``probes`` (mode, layer) -> position in the bank;
-    ``evaluation`` the encoded evaluation targets and ``task`` their EdgeTask (for :func:`probe_traces`);
+    ``evaluation`` the encoded evaluation targets, ``probabilities`` (P, n_targets, n_labels) every probe's
+    predictions on them, and ``task`` their EdgeTask (for :func:`probe_traces`);
     ``history``: epochs and validation F1 per probe.
     """
 
@@ -58,6 +59,7 @@ class EdgeProbeResult:
     bank: ProbeBank
     probes: dict[tuple[str, int], int]
     evaluation: EncodedTargets
+    probabilities: np.ndarray
     task: EdgeTask | None
     history: dict = field(default_factory=dict)
 
@@ -184,14 +186,11 @@ def probe_encoded(train: EncodedTargets, evaluation: EncodedTargets, *, modes: S
     name = train.task
     if tuple(train.layers) != tuple(evaluation.layers) or train.label_names != evaluation.label_names:
         raise BertInsightInputError("train and evaluation must be encoded from one task with the same layers.")
-    missing = [layer for layer in range(max(chosen) + 1) if layer not in train.layers] if (
-        "cumulative" in modes) else [layer for layer in chosen if layer not in train.layers]
-    if "mix" in modes:
-        missing += [layer for layer in range(num_layers + 1) if layer not in train.layers and layer not in missing]
-    if missing:
-        raise BertInsightInputError(f"the encoded targets lack layers {sorted(missing)}; encode with layers='all'.")
-    positions = {layer: position for position, layer in enumerate(train.layers)}
     specs, rows = plan_probes(modes, chosen, num_layers)
+    missing = sorted({layer for spec in specs for layer in spec.allowed} - set(train.layers))
+    if missing:
+        raise BertInsightInputError(f"the encoded targets lack layers {missing}; encode with layers='all'.")
+    positions = {layer: position for position, layer in enumerate(train.layers)}
     specs = [ProbeSpec(s.kind, s.layer, tuple(positions[layer] for layer in s.allowed)) for s in specs]
     bank, history = train_bank(specs, train, settings=settings, seed=seed, device=device, progress=progress)
     probabilities = predict_bank(bank, evaluation, device=device)
@@ -225,7 +224,7 @@ def probe_encoded(train: EncodedTargets, evaluation: EncodedTargets, *, modes: S
         "n_train": len(train), "n_eval": len(evaluation)}], columns=list(SUMMARY_COLUMNS))
     for frame in (scores, weights, deltas, summary):
         frame.attrs = {**dict(attrs or {}), "history": history}
-    return EdgeProbeResult(scores, weights, deltas, summary, bank, rows, evaluation, task, history)
+    return EdgeProbeResult(scores, weights, deltas, summary, bank, rows, evaluation, probabilities, task, history)
 
 
 def probe_traces(result: EdgeProbeResult, *, max_mean_prob: float = 0.7, mode: str = "cumulative") -> pd.DataFrame:
@@ -244,8 +243,7 @@ def probe_traces(result: EdgeProbeResult, *, max_mean_prob: float = 0.7, mode: s
     layers = sorted(layer for kind, layer in result.probes if kind == mode)
     if not layers:
         raise BertInsightInputError(f"the result has no {mode!r} probes; run edge_probe with modes including {mode!r}.")
-    probabilities = predict_bank(result.bank, result.evaluation, device=next(result.bank.parameters()).device)
-    stacked = probabilities[[result.probes[(mode, layer)] for layer in layers]]  # (layers, n, labels)
+    stacked = result.probabilities[[result.probes[(mode, layer)] for layer in layers]]  # (layers, n, labels)
     mean = stacked.mean(axis=0)
     hard = np.flatnonzero(mean.max(axis=1) <= max_mean_prob)
     words = {} if result.task is None else dict(zip(result.task.texts["text_id"], result.task.texts["words"]))

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from ..cache import _atomic_write, _cache_root
-from ..data.edge_tasks import EdgeTask
+from ..data.edge_tasks import EdgeTask, label_matrix
 from ..device import release_freed_memory
 from ..errors import BertInsightInputError
 from ..layers import resolve_layers
@@ -161,9 +161,7 @@ def encode_targets(handle: ModelHandle, task: EdgeTask, *, layers="all", max_len
         raise BertInsightInputError(f"task must be an EdgeTask (load_edge_task(name) or read_jiant_json), not "
                                     f"{type(task).__name__}.")
     chosen = tuple(resolve_layers(layers, handle.num_layers, axis="hidden_states"))
-    limit = getattr(handle.model.config, "max_position_embeddings", 512)
-    limit = limit - 2 if handle.adapter.family == "roberta" else limit
-    max_length = min(512, limit) if max_length is None else max_length
+    max_length = min(512, handle.usable_positions or 512) if max_length is None else max_length
     handle.check_fits(max_length)
     path = None
     if cache_dir is not None:
@@ -237,10 +235,10 @@ def _encode(handle, task, chosen, max_length, batch_size, progress) -> EncodedTa
     rank = np.argsort(task.targets.index.get_indexer(order), kind="stable")
     targets = task.targets.loc[order[rank]].reset_index(drop=True)
     spans = spans[rank]
-    full = EdgeTask(task.name, task.texts, targets, task.labels, task.two_spans)
     return EncodedTargets(
         states=np.concatenate(state_pieces), layers=chosen, span1=spans[:, :2],
-        span2=spans[:, 2:] if task.two_spans else None, labels=full.label_matrix(), label_names=task.labels,
+        span2=spans[:, 2:] if task.two_spans else None, labels=label_matrix(targets["labels"], task.labels),
+        label_names=task.labels,
         targets=targets[list(TARGET_INFO_COLUMNS)], task=task.name, dropped=dropped,
         attrs={"model": handle.name, "max_length": max_length, "layers": list(chosen)})
 
@@ -261,11 +259,11 @@ def _read(path: Path, task: EdgeTask) -> EncodedTargets:
         if (position < 0).any():
             raise ValueError("cached targets are not the task's")
         targets = task.targets.iloc[position].reset_index(drop=True)
-        full = EdgeTask(task.name, task.texts, targets, task.labels, task.two_spans)
         layers = tuple(int(layer) for layer in stored["layers"])
         return EncodedTargets(
             states=stored["states"], layers=layers, span1=stored["span1"],
-            span2=stored["span2"] if task.two_spans else None, labels=full.label_matrix(), label_names=task.labels,
+            span2=stored["span2"] if task.two_spans else None, labels=label_matrix(targets["labels"], task.labels),
+            label_names=task.labels,
             targets=targets[list(TARGET_INFO_COLUMNS)], task=task.name,
             dropped=dict(zip(stored["dropped_reasons"].tolist(), stored["dropped_counts"].tolist())),
             attrs={"model": str(stored["model"]), "max_length": int(stored["max_length"]), "layers": list(layers),

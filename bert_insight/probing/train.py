@@ -96,14 +96,16 @@ def _batch(data: EncodedTargets, rows: np.ndarray, device: torch.device) -> list
 
 
 def predict_bank(bank: ProbeBank, data: EncodedTargets, *, batch_size: int = 256,
-                 device: torch.device | str = "cpu") -> np.ndarray:
-    """(P, n_targets, n_labels) sigmoid probabilities of every probe in ``bank``."""
+                 device: torch.device | str = "cpu", probes: torch.Tensor | None = None) -> np.ndarray:
+    """(P, n_targets, n_labels) sigmoid probabilities of every probe in ``bank`` (of ``probes`` only, in
+    that order, when given)."""
     bank.eval()
     pieces = []
     with torch.inference_mode():
         for start in range(0, len(data), batch_size):
             rows = np.arange(start, min(start + batch_size, len(data)))
-            pieces.append(torch.sigmoid(bank(_batch(data, rows, torch.device(device)))).float().cpu().numpy())
+            logits = bank(_batch(data, rows, torch.device(device)), probes=probes)
+            pieces.append(torch.sigmoid(logits).float().cpu().numpy())
     return np.concatenate(pieces, axis=1)
 
 
@@ -142,12 +144,13 @@ def train_bank(specs: list[ProbeSpec], train: EncodedTargets, *, settings: Probe
     bar = tqdm(range(settings.max_epochs), desc=f"probes {train.task}", unit="epoch", disable=not progress)
     for epoch in bar:
         bank.train()
-        active = torch.tensor([p for p in range(n_probes) if waiting[p] < settings.patience], device=device)
+        active = [p for p in range(n_probes) if waiting[p] < settings.patience]
+        # Probes out of patience leave the bank's forward (their best state is kept aside).
+        selection = None if len(active) == n_probes else torch.tensor(active, device=device)
         order = fit_rows[rng.permutation(len(fit_rows))]
         for start in range(0, len(order), settings.batch_size):
             rows = order[start: start + settings.batch_size]
-            # Probes out of patience leave the bank's forward (their best state is kept aside).
-            logits = bank(_batch(train, rows, device), probes=None if len(active) == n_probes else active)
+            logits = bank(_batch(train, rows, device), probes=selection)
             target = labels[torch.from_numpy(rows).to(device)].expand(len(active), -1, -1)
             # Mean over targets and labels per probe, summed over probes: each probe's gradient is its own.
             loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
@@ -156,12 +159,12 @@ def train_bank(specs: list[ProbeSpec], train: EncodedTargets, *, settings: Probe
             loss.backward()
             optimiser.step()
         epochs = epoch + 1
-        probabilities = predict_bank(bank, held, device=device)
-        for p in active.tolist():
-            loss_p = validation_loss(probabilities[p], held.labels)
+        probabilities = predict_bank(bank, held, device=device, probes=selection)  # rows follow ``active``
+        for row, p in enumerate(active):
+            loss_p = validation_loss(probabilities[row], held.labels)
             if loss_p < best[p] - 1e-6:
                 best[p], best_epoch[p], waiting[p] = loss_p, epochs, 0
-                best_f1[p] = micro_f1(probabilities[p], held.labels)[2]
+                best_f1[p] = micro_f1(probabilities[row], held.labels)[2]
                 best_state[p] = bank.probe_state(p)
             else:
                 waiting[p] += 1
