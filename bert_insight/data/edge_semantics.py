@@ -37,7 +37,7 @@ import pandas as pd
 
 from bert_insight.data._files import bundled_path, read_text
 from bert_insight.data.conllu import _mentions, load_conllu, sentence_groups
-from bert_insight.data.edge_tasks import EdgeTask, make_task
+from bert_insight.data.edge_tasks import EdgeTask, check_splits, make_task
 from bert_insight.errors import BertInsightInputError
 
 BUNDLED_DIR = "edge_probing"
@@ -70,15 +70,6 @@ _UDS_ZIP = "protoroles_normalized_uds2.0.zip"
 
 
 # ---- shared helpers ------------------------------------------------------------------------------------
-def _check_splits(task: str, splits: Sequence[str], allowed: Sequence[str]) -> tuple[str, ...]:
-    splits = (splits,) if isinstance(splits, str) else tuple(splits)
-    bad = [s for s in splits if s not in allowed]
-    if not splits or bad:
-        raise BertInsightInputError(f"edge task {task!r}: splits {list(splits)} ; this corpus has the splits "
-                                    f"{list(allowed)}. Pass some of those.")
-    return splits
-
-
 def _corpus_file(source: Path, folder: str, relative: str) -> Path:
     """``source/folder/relative``, or ``source/relative`` when ``source`` is the corpus folder itself
     (also accepting a ``.gz`` twin of the file)."""
@@ -212,7 +203,7 @@ def build_entities(source: Path | None = None, *, splits: Sequence[str] = ("trai
     span with an earlier one are dropped either way. Follows jiant's ``extract_ontonotes_all.py``
     (task "ner": one single-span target per entity span).
     """
-    splits = _check_splits("entities", splits, ("train", "dev"))
+    splits = check_splits("entities", splits, ("train", "dev"))
     path = _gum_path("entities", source)
     sentences = _gum_sentences(path)
     doc_split = _gum_doc_split(sentences, dev_every)
@@ -334,7 +325,7 @@ def build_coref(source: Path | None = None, *, splits: Sequence[str] = ("train",
     if corpus not in ("gap", "gum", "both"):
         raise BertInsightInputError(f"build_coref: corpus={corpus!r}; pass 'gap', 'gum' or 'both'.")
     allowed = ("train", "dev") if corpus == "gum" else ("train", "dev", "test")
-    splits = _check_splits("coref", splits, allowed)
+    splits = check_splits("coref", splits, allowed)
     texts, targets, report, info_source = [], [], [], {}
     counts: dict[str, tuple[int, Counter]] = {s: (0, Counter()) for s in splits}
 
@@ -566,7 +557,7 @@ def build_spr(source: Path | None = None, *, splits: Sequence[str] = ("train", "
       few sentences split or merged since then shift the numbering in parts of train and dev: the
       offsets are recovered from the dependency trees (``info["alignment"]``; see ``_align_uds``).
     """
-    splits = _check_splits("spr", splits, ("train", "dev", "test"))
+    splits = check_splits("spr", splits, ("train", "dev", "test"))
     properties = tuple(properties)
     unknown = [p for p in properties if p not in SPR2_PROPERTIES + UDS_EXTRA_PROPERTIES]
     if unknown or not properties:
@@ -670,7 +661,7 @@ def build_relations(source: Path | None = None, *, splits: Sequence[str] = ("tra
     ``source=None`` reads the bundled slice: the first 3,600 training examples, split the same way (the
     seeded draws are those of the full file, so bundled train / dev are subsets of the full ones).
     """
-    splits = _check_splits("relations", splits, ("train", "dev", "test"))
+    splits = check_splits("relations", splits, ("train", "dev", "test"))
     if source is None:
         if "test" in splits:
             raise BertInsightInputError("edge task 'relations': the bundled slice has only training examples "

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from bert_insight.data._files import bundled_path
 from bert_insight.data.conllu import BUNDLED_CONLLU, load_conllu, skel_bracket_spans, skel_sentence_id, skel_sentences
-from bert_insight.data.edge_tasks import SPLITS, EdgeTask, make_task
+from bert_insight.data.edge_tasks import SPLITS, EdgeTask, check_splits, make_task
 from bert_insight.errors import BertInsightInputError
 
 UD_FOLDER = "ud_english_ewt"
@@ -48,26 +48,21 @@ JIANT = "github.com/nyu-mll/jiant v1.3.2"
 
 
 # ---- inputs ----------------------------------------------------------------------------------------------
-def _split_names(splits: Sequence[str], bundled: bool) -> tuple[str, ...]:
-    if isinstance(splits, str):
-        splits = (splits,)
-    splits = tuple(splits)
-    allowed = tuple(BUNDLED) if bundled else SPLITS
-    unknown = [split for split in splits if split not in allowed]
-    if not splits or unknown:
-        where = "the bundled slices have" if bundled else "EWT has"
-        raise BertInsightInputError(f"splits={list(splits)}: {where} only {list(allowed)}"
-                                    + ("; pass source=<folder of the corpora> for test." if bundled else "."))
-    return splits
+def _split_names(task_name: str, splits: Sequence[str], bundled: bool) -> tuple[str, ...]:
+    if bundled:
+        return check_splits(task_name, splits, tuple(BUNDLED), where="the bundled slices have",
+                            hint="; pass source=<folder of the corpora> for test.")
+    return check_splits(task_name, splits, SPLITS, where="EWT has", hint=".")
 
 
 def _find(folder: Path, names: Sequence[str]) -> Path | None:
     return next((folder / name for name in names if (folder / name).is_file()), None)
 
 
-def _inputs(source: str | os.PathLike | None, splits: Sequence[str], *, skel: bool) -> dict[str, tuple]:
+def _inputs(task_name: str, source: str | os.PathLike | None, splits: Sequence[str], *,
+            skel: bool) -> dict[str, tuple]:
     """{split: (UD CoNLL-U path, skel path or None, UD name, skel name)}; one error for all missing files."""
-    splits = _split_names(splits, source is None)
+    splits = _split_names(task_name, splits, source is None)
     if source is None:
         return {split: (bundled_path(BUNDLED[split][0]), bundled_path(BUNDLED[split][1]) if skel else None,
                         f"bundled:{BUNDLED[split][0]}", f"bundled:{BUNDLED[split][1]}" if skel else None)
@@ -132,6 +127,29 @@ def _texts(split: str, sentences: dict, used: Sequence[str]) -> list[tuple]:
     return [(split, sentence_id, sentences[sentence_id]["words"]) for sentence_id in used]
 
 
+def _word_targets(inputs: dict[str, tuple], target) -> tuple[list, list, list]:
+    """Texts, targets and report of a task with one target per UD word: ``target(sentence, i)`` gives
+    (span1_start, span1_end, span2_start, span2_end, label) or the reason word i is dropped."""
+    texts, targets, report = [], [], []
+    for split, (ud_path, _, _, _) in inputs.items():
+        sentences = _ud_sentences(ud_path)
+        dropped, made, used = Counter(), 0, []
+        for sentence_id, sentence in sentences.items():
+            n_before = made
+            for i in range(len(sentence["words"])):
+                made_or_reason = target(sentence, i)
+                if isinstance(made_or_reason, str):
+                    dropped[made_or_reason] += 1
+                    continue
+                targets.append((split, sentence_id, *made_or_reason))
+                made += 1
+            if made > n_before:
+                used.append(sentence_id)
+        texts += _texts(split, sentences, used)
+        report += _report(split, made, dropped)
+    return texts, targets, report
+
+
 # ---- pos -------------------------------------------------------------------------------------------------
 def build_pos(source: str | os.PathLike | None = None, *, splits: Sequence[str] = ("train", "dev")) -> EdgeTask:
     """Part-of-speech edge probing: one target per UD EWT word, span1 = [i, i+1), label = its XPOS
@@ -141,23 +159,13 @@ def build_pos(source: str | os.PathLike | None = None, *, splits: Sequence[str] 
     (split_constituent_data.py); the PTB tags of EWT are UD's XPOS column, which also covers the UD
     sentences that have no PropBank skel. Words whose XPOS is ``_`` are dropped (counted; none in EWT).
     """
-    inputs = _inputs(source, splits, skel=False)
-    texts, targets, report = [], [], []
-    for split, (ud_path, _, _, _) in inputs.items():
-        sentences = _ud_sentences(ud_path)
-        dropped, made, used = Counter(), 0, []
-        for sentence_id, sentence in sentences.items():
-            n_before = made
-            for i, tag in enumerate(sentence["xpos"]):
-                if tag in ("_", ""):
-                    dropped["no XPOS (_)"] += 1
-                    continue
-                targets.append((split, sentence_id, i, i + 1, -1, -1, tag))
-                made += 1
-            if made > n_before:
-                used.append(sentence_id)
-        texts += _texts(split, sentences, used)
-        report += _report(split, made, dropped)
+    inputs = _inputs("pos", source, splits, skel=False)
+
+    def target(sentence, i):
+        tag = sentence["xpos"][i]
+        return "no XPOS (_)" if tag in ("_", "") else (i, i + 1, -1, -1, tag)
+
+    texts, targets, report = _word_targets(inputs, target)
     return make_task("pos", texts, targets, two_spans=False, report=report, info=_info(
         inputs, UD_CORPUS, ["OntoNotes 5.0 POS in the paper; UD English EWT XPOS (PTB tags) here."],
         f"label = XPOS of each word ({JIANT} probing/split_constituent_data.py: pos = height-1 constituents)."))
@@ -175,23 +183,13 @@ def build_deps(source: str | os.PathLike | None = None, *, splits: Sequence[str]
     nodes are skipped (load_conllu) and the sentence's basic dependencies kept. jiant used UD 2.2;
     this reads whatever release ``source`` holds (the bundled slices: UD ~2.16).
     """
-    inputs = _inputs(source, splits, skel=False)
-    texts, targets, report = [], [], []
-    for split, (ud_path, _, _, _) in inputs.items():
-        sentences = _ud_sentences(ud_path)
-        dropped, made, used = Counter(), 0, []
-        for sentence_id, sentence in sentences.items():
-            n_before = made
-            for i, (head, deprel) in enumerate(zip(sentence["head"], sentence["deprel"])):
-                if head < 0:
-                    dropped["root relation"] += 1
-                    continue
-                targets.append((split, sentence_id, i, i + 1, head, head + 1, deprel))
-                made += 1
-            if made > n_before:
-                used.append(sentence_id)
-        texts += _texts(split, sentences, used)
-        report += _report(split, made, dropped)
+    inputs = _inputs("deps", source, splits, skel=False)
+
+    def target(sentence, i):
+        head = sentence["head"][i]
+        return "root relation" if head < 0 else (i, i + 1, head, head + 1, sentence["deprel"][i])
+
+    texts, targets, report = _word_targets(inputs, target)
     return make_task("deps", texts, targets, two_spans=True, report=report, info=_info(
         inputs, UD_CORPUS, ["UD English EWT as in the paper (jiant used UD 2.2; this is the release in source).",
                             "root relations dropped (jiant: self-loop targets labelled 'root')."],
@@ -235,7 +233,7 @@ def build_consts(source: str | os.PathLike | None = None, *,
     Trees of skel sentences that have no UD sentence in the split, or whose leaf count differs from
     the UD word count, are dropped with all their nodes (counted by reason).
     """
-    inputs = _inputs(source, splits, skel=True)
+    inputs = _inputs("consts", source, splits, skel=True)
     texts, targets, report = [], [], []
     n_without_tree = {}
     for split, (ud_path, skel_path, _, skel_name) in inputs.items():
@@ -275,7 +273,7 @@ def build_srl(source: str | os.PathLike | None = None, *, splits: Sequence[str] 
     would have failed on it). Skel sentences with no UD sentence in the split or a different word count
     are dropped with all their arguments (counted by reason).
     """
-    inputs = _inputs(source, splits, skel=True)
+    inputs = _inputs("srl", source, splits, skel=True)
     texts, targets, report = [], [], []
     n_frames = {}
     for split, (ud_path, skel_path, _, skel_name) in inputs.items():

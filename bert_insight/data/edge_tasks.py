@@ -152,6 +152,17 @@ class EdgeTask:
                 f"targets {sizes})")
 
 
+def check_splits(task_name: str, splits: Sequence[str] | str, allowed: Sequence[str], *,
+                 where: str = "this corpus has", hint: str = ". Pass some of those.") -> tuple[str, ...]:
+    """``splits`` as a tuple, or one error naming the ``allowed`` ones (``where`` says whose they are)."""
+    splits = (splits,) if isinstance(splits, str) else tuple(splits)
+    unknown = [split for split in splits if split not in allowed]
+    if not splits or unknown:
+        raise BertInsightInputError(f"edge task {task_name!r}: splits={list(splits)}; {where} only "
+                                    f"{list(allowed)}{hint}")
+    return splits
+
+
 def label_matrix(target_labels: Iterable[Sequence[str]], vocabulary: Sequence[str]) -> np.ndarray:
     """(n_targets, n_labels) bool from each target's label tuple, columns in ``vocabulary`` order."""
     index = {label: i for i, label in enumerate(vocabulary)}
