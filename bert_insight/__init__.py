@@ -45,6 +45,7 @@ _EXPORTS: dict[str, str] = {
     # QA predictions and tokens
     "predict": "bert_insight.qa",
     "evaluate": "bert_insight.qa",
+    "tune_null_threshold": "bert_insight.qa",
     "analysis_windows": "bert_insight.qa",
     "tokens": "bert_insight.tokens_frame",
     # sentence classification (GLUE)
@@ -53,6 +54,8 @@ _EXPORTS: dict[str, str] = {
     "kovaleva2019_table1": "bert_insight.kovaleva2019",
     # attribution (Ramnath et al. 2020)
     "layer_ig": "bert_insight.attribution.layer_ig",
+    # attribution (the DeepLIFT study of BERT on SQuAD 2.0)
+    "layer_deeplift": "bert_insight.attribution.layer_deeplift",
     "importance_jsd": "bert_insight.attribution.analysis",
     "topk_categories": "bert_insight.attribution.analysis",
     "topk_pos": "bert_insight.attribution.analysis",

@@ -403,6 +403,15 @@ def _model_build(rebuild: bool, train_minutes: float | None) -> int:
     return 0
 
 
+def _squad2_build(rebuild: bool) -> int:
+    from .models.default_squad2 import ensure_squad2_model
+    from .models.store import read_card
+
+    directory = ensure_squad2_model(rebuild=rebuild, progress=True)
+    _print_card(directory, read_card(directory), full=False, what="SQuAD 2.0 default model")
+    return 0
+
+
 def _classifier_tasks(task: str | None, all_tasks: bool) -> list[str]:
     from .models.default_classifiers import DEFAULT_TASKS, check_default_task
 
@@ -510,6 +519,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "qnli); see docs/classifiers.md")
     build.add_argument("--all", action="store_true", dest="all_tasks",
                        help="build all five default GLUE classifiers (not the QA model)")
+    build.add_argument("--squad2", action="store_true",
+                       help="build the SQuAD 2.0 default (load_qa_model('squad2'); the SQuAD 1.1 default first if "
+                            "absent); see docs/default_model.md")
     build.add_argument("--glue-dir", default=None, metavar="PATH",
                        help="GLUE data folder for the classifiers (holding MRPC/, STS-B/, ...); default: the bundled "
                             "QNLI data, or the `datasets` hub copy when online")
@@ -547,6 +559,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "model":
             if args.model_command == "build":
                 tasks = _classifier_tasks(args.task, args.all_tasks)
+                if args.squad2:
+                    if tasks or args.train_minutes is not None:
+                        raise UsageError("--squad2 builds the SQuAD 2.0 default alone (its fixed recipe); leave out "
+                                         "--task / --all / --train-minutes")
+                    return _squad2_build(args.rebuild)
                 if tasks:
                     if args.train_minutes is not None:
                         raise UsageError("--train-minutes is for the QA model; the classifiers' recipe is 3 epochs")

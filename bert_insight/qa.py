@@ -179,8 +179,9 @@ def predict(
     start + end logit (start <= end <= start + max_answer_length - 1); the best window wins. When any
     example is unanswerable (``is_impossible``) or ``null_threshold`` is given (SQuAD 2.0 mode), the
     null score (start + end logit of the first token, lowest over windows) competes: the prediction is
-    empty when null_score > best_span_score + null_threshold (default 0.0), as in Hugging Face's
-    ``run_qa.py``.
+    empty when null_score > best_span_score + null_threshold, as in Hugging Face's ``run_qa.py``.
+    ``null_threshold=None`` takes the threshold tuned on the model's training data where its card has one
+    (the offline SQuAD 2.0 default: :func:`tune_null_threshold`), else 0.0.
 
     Returns one row per example with columns: example_id, pred_text, pred_start, pred_end (character
     offsets into the context, end exclusive; -1 for an empty prediction), start_index, end_index (token
@@ -197,6 +198,7 @@ def predict(
     handle.check_fits(max_length)
     if not (isinstance(max_answer_length, int) and max_answer_length > 0):
         raise BertInsightInputError(f"max_answer_length={max_answer_length!r}; pass a positive number of tokens.")
+    null_threshold = _checked_threshold(handle, null_threshold)
     squad2 = is_squad2(examples, null_threshold)
     threshold = 0.0 if null_threshold is None else float(null_threshold)
     windows = encode_validated_windows(handle.tokenizer, examples, max_length=max_length, doc_stride=doc_stride)
@@ -209,6 +211,61 @@ def predict(
         "max_length": max_length, "doc_stride": doc_stride, "max_answer_length": max_answer_length,
         "null_threshold": null_threshold, "squad2": squad2})
     return frame
+
+
+def _checked_threshold(handle, null_threshold):
+    """``null_threshold``, or the model card's tuned one when None (None when the card has none)."""
+    if null_threshold is None:
+        tuned = (getattr(handle, "card", None) or {}).get("null_threshold")
+        return None if tuned is None else float(tuned)
+    if isinstance(null_threshold, bool) or not isinstance(null_threshold, (int, float)) or math.isnan(null_threshold):
+        raise BertInsightInputError(f"null_threshold={null_threshold!r}; pass a number (the margin by which the "
+                                    "null score must beat the best span) or None.")
+    return float(null_threshold)
+
+
+def tune_null_threshold(
+    handle: QAModelHandle,
+    examples: pd.DataFrame,
+    *,
+    candidates=None,
+    max_length: int = DEFAULT_MAX_LENGTH,
+    doc_stride: int = DEFAULT_DOC_STRIDE,
+    batch_size: int = 16,
+    max_answer_length: int = 30,
+    progress: bool = True,
+) -> tuple[float, pd.DataFrame]:
+    """The SQuAD 2.0 null threshold with the best F1 on ``examples`` (tune on training data only).
+
+    The model runs once; every candidate threshold (default: -10 to 10 in steps of 0.5) decodes the
+    same logits. Returns ``(threshold, frame)`` with the frame's columns null_threshold, exact_match,
+    f1 (percent), no_answer_rate (share of empty predictions); ties go to the threshold nearest 0.
+    """
+    from .models.handle import require_qa_handle
+
+    require_qa_handle(handle, "tune_null_threshold")
+    examples = validate_examples(examples, allow_empty=False)
+    check_window_sizes(max_length, doc_stride)
+    handle.check_fits(max_length)
+    values = [x / 2 for x in range(-20, 21)] if candidates is None else [float(value) for value in candidates]
+    if not values or any(math.isnan(value) for value in values):
+        raise BertInsightInputError(f"candidates={candidates!r}; pass a non-empty list of numbers or None.")
+    windows = encode_validated_windows(handle.tokenizer, examples, max_length=max_length, doc_stride=doc_stride)
+    logits = _window_logits(handle, windows, batch_size=batch_size, progress=progress)
+    rows = []
+    for value in values:
+        decoded = decode_predictions(examples, windows, logits, max_answer_length=max_answer_length, squad2=True,
+                                     threshold=value)
+        rows.append({"null_threshold": value,
+                     "exact_match": 100.0 * sum(row["exact_match"] for row in decoded) / len(decoded),
+                     "f1": 100.0 * sum(row["f1"] for row in decoded) / len(decoded),
+                     "no_answer_rate": sum(row["pred_text"] == "" for row in decoded) / len(decoded)})
+    frame = pd.DataFrame(rows, columns=["null_threshold", "exact_match", "f1", "no_answer_rate"])
+    best = frame.assign(distance=frame["null_threshold"].abs()).sort_values(["f1", "distance"],
+                                                                              ascending=[False, True]).iloc[0]
+    frame.attrs = frame_attrs(handle, "bert_insight.tune_null_threshold", {
+        "max_length": max_length, "doc_stride": doc_stride, "max_answer_length": max_answer_length})
+    return float(best["null_threshold"]), frame
 
 
 def _one_row_per_example(predictions: pd.DataFrame) -> pd.Series:
@@ -230,8 +287,9 @@ def evaluate(predictions: pd.DataFrame, *, examples: pd.DataFrame) -> pd.DataFra
 
     ``predictions`` (one row per example, from :func:`predict`) are re-scored on ``pred_text`` against
     the gold answers of ``examples`` (SQuAD 2.0 rule when any example is unanswerable). Returns columns
-    group ("all", then the question types present, in the order of ``QUESTION_TYPE_ORDER``: first
-    wh-word of the question), n, exact_match, f1. Examples without gold answers in SQuAD 1.1 mode are
+    group ("all"; in SQuAD 2.0 mode "has_answer" and "no_answer", the official script's HasAns / NoAns;
+    then the question types present, in the order of ``QUESTION_TYPE_ORDER``: first wh-word of the
+    question), n, exact_match, f1. Examples without gold answers in SQuAD 1.1 mode are
     left out of the means.
     """
     examples = validate_examples(examples, allow_empty=False)
@@ -249,14 +307,19 @@ def evaluate(predictions: pd.DataFrame, *, examples: pd.DataFrame) -> pd.DataFra
         text = predicted[str(example["example_id"])]
         text = "" if not isinstance(text, str) else text
         exact, overlap = score_prediction(text, _gold_texts(example), squad2=squad2)
-        rows.append({"group": question_type(example["question"]), "exact_match": exact, "f1": overlap})
-    scored = pd.DataFrame(rows, columns=["group", "exact_match", "f1"]).dropna()
+        rows.append({"group": question_type(example["question"]), "exact_match": exact, "f1": overlap,
+                     "answerable": bool(_gold_texts(example))})
+    scored = pd.DataFrame(rows, columns=["group", "exact_match", "f1", "answerable"]).dropna()
 
     def summary(group: str, part: pd.DataFrame) -> dict:
         return {"group": group, "n": len(part), "exact_match": 100.0 * part["exact_match"].mean(),
                 "f1": 100.0 * part["f1"].mean()}
 
     result = [summary("all", scored)]
+    if squad2:  # the official SQuAD 2.0 script's HasAns / NoAns breakdown
+        result += [summary(name, scored[scored["answerable"] == answerable])
+                   for name, answerable in (("has_answer", True), ("no_answer", False))
+                   if (scored["answerable"] == answerable).any()]
     for group in QUESTION_TYPE_ORDER:
         part = scored[scored["group"] == group]
         if len(part):

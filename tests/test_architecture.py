@@ -24,7 +24,7 @@ LAYERS = {
     "bert_insight.models.training": 3,
     "bert_insight.qa": 4, "bert_insight.classification": 4, "bert_insight.models.finetune": 4,
     "bert_insight.tokens_frame": 5,
-    "bert_insight.attribution": 6, "bert_insight.attention": 6, "bert_insight.representations": 6, "bert_insight.models.default": 6,
+    "bert_insight.attribution": 6, "bert_insight.attention": 6, "bert_insight.representations": 6, "bert_insight.models.default": 6, "bert_insight.models.default_squad2": 6,
     "bert_insight.models.default_classifiers": 6, "bert_insight.probing": 6,
     "bert_insight.models.loading": 7, "bert_insight.testing": 7,
     "bert_insight.kovaleva2019": 7,

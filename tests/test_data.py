@@ -84,12 +84,29 @@ def test_limit_keeps_the_first_questions_of_the_split():
     assert first["title"].unique().tolist() == ["Scottish_Parliament"]
 
 
-def test_bundled_squad20_slice_has_answerable_and_unanswerable():
+def test_bundled_squad20_subset_has_answerable_and_unanswerable():
     frame = load_squad(version="2.0")
-    assert (len(frame), int(frame["is_impossible"].sum())) == (1_125, 539)
+    assert (len(frame), frame["title"].nunique(), int(frame["is_impossible"].sum())) == (6_078, 16, 3_168)
     assert (frame["answers"].map(len) == 0).equals(frame["is_impossible"])
-    assert set(frame["title"]) <= set(HELDOUT_TITLES)
     assert_answers_at_offsets(frame)
+
+
+def test_squad20_split_is_the_default_models_article_split():
+    heldout, train = load_squad(version="2.0", split="heldout"), load_squad(version="2.0", split="train")
+    assert set(heldout["title"]) == set(HELDOUT_TITLES) - {"United_Methodist_Church"}  # not in the subset
+    assert not set(train["title"]) & set(HELDOUT_TITLES)
+    assert len(heldout) + len(train) == 6_078
+
+
+def test_squad20_split_needs_a_heldout_article(tmp_path):
+    frame = load_squad(version="2.0")
+    raw = {"version": "v2.0", "data": [{"title": "Normans", "paragraphs": [{
+        "context": frame["context"].iloc[0],
+        "qas": [{"id": "x", "question": "q?", "answers": [], "is_impossible": True}]}]}]}
+    path = tmp_path / "normans.json"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(BertInsightInputError, match="lacks"):
+        load_squad(path, version="2.0", split="heldout")
 
 
 def test_json_gz_and_zip_read_alike(tmp_path, squad11_raw):
@@ -127,7 +144,6 @@ def test_squad_file_with_empty_question_names_the_example(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(version="2.0", split="train"), "split='train'"),
     (dict(version="3.0"), "version"),
     (dict(split="dev"), "split must be"),
     (dict(limit=-1), "limit"),
@@ -171,7 +187,7 @@ def test_shared_squad20_subset_counts():
     assert (len(frame), frame["title"].nunique(), int(frame["is_impossible"].sum())) == (6_078, 16, 3_168)
     assert (frame["answers"].map(len) == 0).equals(frame["is_impossible"])
     bundled = load_squad(version="2.0")
-    assert set(bundled["example_id"]) <= set(frame["example_id"])
+    assert bundled["example_id"].tolist() == frame["example_id"].tolist()
 
 
 # ---------------------------------------------------------------- validate_examples

@@ -66,15 +66,16 @@ def frozen_weights(model: nn.Module) -> Iterator[None]:
 
 
 def hidden_states_once(adapter, model: nn.Module, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None,
-                       up_to: int) -> list[torch.Tensor]:
-    """Hidden states 0..``up_to`` of one unpadded sequence, shape (1, T, D) each, fp32, no gradients."""
+                       up_to: int, *, as_float32: bool = True) -> list[torch.Tensor]:
+    """Hidden states 0..``up_to`` of one unpadded sequence, shape (1, T, D) each, no gradients; fp32
+    unless ``as_float32=False`` (then the model's own dtype)."""
     with torch.no_grad():
         hidden = adapter.embed(model, input_ids, token_type_ids)
         states = [hidden]
         for block_index in range(up_to):
             hidden = adapter.run_block(model, block_index, hidden, None)
             states.append(hidden)
-    return [state.float() for state in states]
+    return [state.float() for state in states] if as_float32 else states
 
 
 def auto_chunk(n_steps: int, seq_len: int, hidden_size: int, n_heads: int, n_blocks: int,

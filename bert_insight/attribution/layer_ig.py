@@ -13,8 +13,6 @@ faster (benchmarks/layer_ig.py).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import warnings
 from typing import Iterable, NamedTuple
@@ -22,31 +20,28 @@ from typing import Iterable, NamedTuple
 import numpy as np
 import pandas as pd
 from .._compat import renamed
-from ..cache import ResultCache
 from ..data.examples import validate_examples
 from ..device import bf16_is_fast
 from ..errors import BertInsightInputError
-from ..frames import CONVERGENCE_COLUMNS, frame_attrs
+from ..frames import frame_attrs
 from ..layers import resolve_layers
-from ..qa import validated_analysis_windows, window_settings
+from ..qa import window_settings
 from ._ig_core import (
     METHODS,
     PRECISIONS,
-    TARGETS,
     frozen_weights,
     hidden_states_once,
     layer_integrated_gradients,
     quadrature as quadrature_rule,
 )
 from ._kernels import linear_kernels
+from ._runner import WindowRows, attribute_examples, check_targets
 
 __all__ = ["layer_ig", "LayerIGResult", "METHOD", "QUADRATURES"]
 
 #: The ``method`` column of the frames this verb makes (the attribution method, not its quadrature).
 METHOD = "layer_ig"
 QUADRATURES = METHODS
-_FRAMES = ("attributions", "convergence")
-_SEGMENTS = {0: "question", 1: "context", None: "special"}
 
 
 class LayerIGResult(NamedTuple):
@@ -57,17 +52,6 @@ class LayerIGResult(NamedTuple):
 
 
 # ---- argument checks ---------------------------------------------------------------------------------
-def _check_targets(targets) -> tuple[str, ...]:
-    chosen = (targets,) if isinstance(targets, str) else tuple(targets) if isinstance(targets, Iterable) else ()
-    unknown = [target for target in chosen if target not in TARGETS]
-    if not chosen or unknown:
-        raise BertInsightInputError(
-            f"targets={targets!r}; choose from {TARGETS}: 'start' / 'end' attribute the logit of the predicted "
-            "start / end token (the paper's text), 'start+end' their sum (the paper's released code)."
-        )
-    return tuple(target for target in TARGETS if target in chosen)
-
-
 def _check_choices(n_steps, quadrature, precision, steps_per_batch) -> None:
     if quadrature not in QUADRATURES:
         raise BertInsightInputError(
@@ -92,11 +76,6 @@ def _check_choices(n_steps, quadrature, precision, steps_per_batch) -> None:
 
 
 # ---- one window ----------------------------------------------------------------------------------------
-def _example_key(example_id: str, question: str, context: str, prediction) -> str:
-    content = json.dumps([example_id, question, context, prediction], default=str)
-    return f"{example_id}:{hashlib.sha256(content.encode()).hexdigest()[:16]}"
-
-
 def _attribute_window(handle, window, start_index: int, end_index: int, *, layers: list[int],
                       targets: tuple[str, ...], quadrature: str, n_steps: int, precision: str,
                       steps_per_batch: int | None) -> dict[str, pd.DataFrame]:
@@ -105,13 +84,7 @@ def _attribute_window(handle, window, start_index: int, end_index: int, *, layer
     alphas, weights = quadrature_rule(quadrature, n_steps)
     inputs = handle.batch_inputs([window])  # one window: no padding, so the blocks need no mask
     states = hidden_states_once(adapter, model, inputs["input_ids"], inputs.get("token_type_ids"), max(layers))
-
-    n_tokens = len(window)
-    segment = np.array([_SEGMENTS[sequence] for sequence in window.sequence_ids], dtype=object)
-    word_index = np.array([-1 if word is None or sequence is None else int(word)
-                           for word, sequence in zip(window.word_ids, window.sequence_ids)], dtype=np.int64)
-    in_context = segment == "context"
-    attribution_parts, convergence_rows = [], []
+    rows = WindowRows(window, METHOD, quadrature)
     # One switch of the linear kernels for all layers (layer_integrated_gradients' own is then a no-op).
     with frozen_weights(model), linear_kernels(model, precision, handle.device):
         for layer in layers:
@@ -120,25 +93,9 @@ def _attribute_window(handle, window, start_index: int, end_index: int, *, layer
                 alphas=alphas, weights=weights, precision=precision, chunk=steps_per_batch,
             )
             for target in targets:
-                attribution = result.attributions[target].double()
-                score = attribution.sum(-1).cpu().numpy()
-                norm = attribution.norm(dim=-1).cpu().numpy()
-                passage = norm[in_context].sum()
-                importance = np.where(in_context, norm / passage, 0.0) if passage > 0 else np.zeros(n_tokens)
-                attribution_parts.append(pd.DataFrame({
-                    "example_id": window.example_id, "method": METHOD, "quadrature": quadrature, "layer": layer,
-                    "target": target,
-                    "token_index": np.arange(n_tokens), "word_index": word_index, "segment": segment,
-                    "score": score, "norm": norm, "importance": importance,
-                }))
-                change = result.at_input[target] - result.at_baseline[target]
-                delta = float(score.sum()) - change
-                convergence_rows.append((window.example_id, METHOD, quadrature, layer, target, delta,
-                                         abs(delta) / abs(change) if change != 0 else float("nan")))
-    return {
-        "attributions": pd.concat(attribution_parts, ignore_index=True),
-        "convergence": pd.DataFrame(convergence_rows, columns=list(CONVERGENCE_COLUMNS)),
-    }
+                rows.add(layer, target, result.attributions[target], result.at_input[target],
+                         result.at_baseline[target])
+    return rows.frames()
 
 
 # ---- the verb ------------------------------------------------------------------------------------------
@@ -201,7 +158,7 @@ def layer_ig(
     """
     _check_choices(n_steps, quadrature, precision, steps_per_batch)
     layer_list = resolve_layers(layers, handle.num_layers, axis="hidden_states")
-    target_list = _check_targets(targets)
+    target_list = check_targets(targets)
     examples = validate_examples(examples, allow_empty=False)
     max_length, doc_stride = window_settings(predictions, max_length, doc_stride)
     n_steps = int(n_steps)
@@ -209,39 +166,21 @@ def layer_ig(
         warnings.warn("precision='bf16' on a CPU without native bfloat16 instructions is emulated and "
                       "slower than fp32 here; use precision='fp32'.", RuntimeWarning, stacklevel=2)
 
-    fingerprint = handle.fingerprint
     params = {"layers": layer_list, "targets": list(target_list), "n_steps": n_steps, "quadrature": quadrature,
               "precision": precision, "max_length": max_length, "doc_stride": doc_stride}
-    cache = ResultCache(cache_dir, fingerprint=fingerprint, function="layer_ig", params=params)
-    given = None
-    if predictions is not None:
-        given = {str(row.example_id): [str(row.window_index), str(row.start_index), str(row.end_index)]
-                 for row in predictions.itertuples(index=False)}
-    keys = [
-        _example_key(row.example_id, row.question, row.context,
-                     None if given is None else given.get(row.example_id))
-        for row in examples.itertuples(index=False)
-    ]
-    position_of = {key: position for position, key in enumerate(keys)}
-    # Given predictions are checked against every window up front (tokenising only); without them an
-    # example is predicted only when it must be attributed, so a resumed run predicts nothing twice.
-    chosen = {} if predictions is None else dict(zip(keys, validated_analysis_windows(
-        handle, examples, predictions=predictions, max_length=max_length, doc_stride=doc_stride)))
 
-    def compute(key: str) -> dict[str, pd.DataFrame]:
-        if key not in chosen:
-            (chosen[key],) = validated_analysis_windows(handle, examples.iloc[[position_of[key]]], predictions=None,
-                                                        max_length=max_length, doc_stride=doc_stride)
-        window, start_index, end_index = chosen[key]
+    def attribute(window, start_index: int, end_index: int) -> dict[str, pd.DataFrame]:
         return _attribute_window(handle, window, start_index, end_index, layers=layer_list, targets=target_list,
                                  quadrature=quadrature, n_steps=n_steps, precision=precision,
                                  steps_per_batch=steps_per_batch)
 
-    results = cache.compute(keys, compute, _FRAMES, progress=progress, desc="layer_ig")
-    attrs = frame_attrs(handle, "bert_insight.layer_ig", params, fingerprint=fingerprint, method=METHOD,
-                        n_steps=n_steps, quadrature=quadrature, precision=precision)
-    frames = {}
-    for name in _FRAMES:  # examples are never empty (validate_examples refused that)
-        frames[name] = pd.concat([results[key][name] for key in keys], ignore_index=True)
-        frames[name].attrs = dict(attrs)
+    fingerprint = handle.fingerprint
+    frames = attribute_examples(handle, examples, function="layer_ig", params=params, fingerprint=fingerprint,
+                                predictions=predictions,
+                                max_length=max_length, doc_stride=doc_stride, cache_dir=cache_dir,
+                                progress=progress, attribute=attribute)
+    attrs = frame_attrs(handle, "bert_insight.layer_ig", params, fingerprint=fingerprint, method=METHOD, n_steps=n_steps,
+                        quadrature=quadrature, precision=precision)
+    for frame in frames.values():
+        frame.attrs = dict(attrs)
     return LayerIGResult(frames["attributions"], frames["convergence"])

@@ -19,7 +19,7 @@ HELDOUT_TITLES: tuple[str, ...] = (
     "Scottish_Parliament", "Islamism", "Imperialism", "United_Methodist_Church", "French_and_Indian_War", "Force",
 )
 
-BUNDLED_SQUAD = {"1.1": "squad_v1.1_dev.json.gz", "2.0": "squad_v2.0_dev_slice.json.gz"}
+BUNDLED_SQUAD = {"1.1": "squad_v1.1_dev.json.gz", "2.0": "squad_v2.0_dev_subset.json.gz"}
 SPLITS = ("all", "train", "heldout")
 
 
@@ -82,13 +82,14 @@ def load_squad(source: str | os.PathLike | None = None, *, version: str = "1.1",
     ----------
     source:
         None = the bundled file for ``version`` (1.1: the complete SQuAD 1.1 dev set, 10,570 questions in
-        48 articles; 2.0: a 3-article slice of SQuAD 2.0 dev with unanswerable questions). A local
+        48 articles; 2.0: 16 articles of SQuAD 2.0 dev, 6,078 questions, 3,168 unanswerable). A local
         path (.json, .json.gz, or .zip holding one json) in the official SQuAD layout. Anything else is
         a Hugging Face ``datasets`` name (e.g. "squad", "squad_v2"), loaded with ``hf_split``.
     version: "1.1" or "2.0".
     split:
         "all"; "heldout" = the articles in ``HELDOUT_TITLES`` (not used to fine-tune the offline
-        default model); "train" = every other article. Needs SQuAD 1.1 dev data.
+        default models); "train" = every other article. Needs SQuAD dev data (1.1: all six held-out
+        articles; 2.0: at least one, the bundled subset has five).
     limit: keep the first ``limit`` questions (after the split).
 
     Returns a DataFrame with columns example_id (the SQuAD id), question, context, answers (list of
@@ -115,12 +116,15 @@ def load_squad(source: str | os.PathLike | None = None, *, version: str = "1.1",
         records = list(_hub_records(name, hf_split))
 
     if split != "all":
-        missing = sorted(set(HELDOUT_TITLES) - {record["title"] for record in records})
-        if version != "1.1" or missing:
+        titles = {record["title"] for record in records}
+        missing = sorted(set(HELDOUT_TITLES) - titles)
+        # SQuAD 2.0 dev has the 1.1 dev articles; the bundled 16-article subset holds 5 of the 6 held out.
+        unusable = missing if version == "1.1" else ([] if titles & set(HELDOUT_TITLES) else sorted(HELDOUT_TITLES))
+        if unusable:
             raise BertInsightInputError(
-                f"split={split!r} is the article split of the offline default model and needs SQuAD 1.1 dev "
-                f"(the bundled file or the official dev-v1.1.json); {source} with version={version!r} "
-                f"lacks {missing or 'the 1.1 version'}. Use split='all', or select articles by the title column.")
+                f"split={split!r} is the article split of the offline default models and needs SQuAD dev "
+                f"articles (the bundled files or the official dev json); {source} with version={version!r} "
+                f"lacks {unusable}. Use split='all', or select articles by the title column.")
         keep_heldout = split == "heldout"
         records = [r for r in records if (r["title"] in HELDOUT_TITLES) == keep_heldout]
     if limit is not None:

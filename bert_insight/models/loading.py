@@ -19,6 +19,10 @@ from .default_classifiers import load_default_classifier
 from .handle import ClassifierHandle, QAModelHandle
 
 
+#: Names of offline defaults other than None (a directory of the same name in the working directory wins).
+OFFLINE_QA_MODELS = ("squad2",)
+
+
 def _looks_like_local_path(name: str) -> bool:
     return (name.startswith((".", "/", "~"))
             or (os.sep in name and not _is_hub_id(name))
@@ -47,7 +51,9 @@ def load_qa_model(
 
     ``attention="eager"`` is needed for attention maps and head ablation; "sdpa" is faster otherwise.
     ``dtype`` is None (the checkpoint's own), "float32", "float16" or "bfloat16". A checkpoint without
-    a trained QA head is refused unless ``allow_new_qa_head=True``.
+    a trained QA head is refused unless ``allow_new_qa_head=True``. ``"squad2"`` is the offline SQuAD 2.0
+    default (the SQuAD 1.1 default fine-tuned on the bundled SQuAD 2.0 training articles, with a tuned
+    null threshold that ``predict`` uses; built on first use, ``bert-insight model build --squad2``).
     """
     check_attention(attention)
     resolve_dtype(dtype)
@@ -55,6 +61,11 @@ def load_qa_model(
         path = ensure_default_model()
         return load_checkpoint(str(path), device=device, attention=attention, dtype=dtype,
                                display_name=DEFAULT_DISPLAY_NAME)
+    if isinstance(name_or_path, str) and name_or_path in OFFLINE_QA_MODELS and not Path(name_or_path).is_dir():
+        from .default_squad2 import SQUAD2_DISPLAY_NAME, ensure_squad2_model
+
+        return load_checkpoint(str(ensure_squad2_model()), device=device, attention=attention, dtype=dtype,
+                               display_name=SQUAD2_DISPLAY_NAME)
     name, source = _checked_source(name_or_path, "load_qa_model", "deepset/bert-base-cased-squad2")
     return load_checkpoint(source, device=device, attention=attention, dtype=dtype,
                            allow_new_qa_head=allow_new_qa_head, display_name=name)
