@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-compat bench bench-attention reproduce reproduce-kovaleva reproduce-kovaleva-table1 bench-ablate reproduce-tenney bench-probing classifiers install clean
+.PHONY: demo test test-compat bench bench-attention bench-deeplift reproduce reproduce-deeplift reproduce-kovaleva reproduce-kovaleva-table1 bench-ablate reproduce-tenney bench-probing classifiers install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,10 +43,13 @@ test-compat: $(COMPAT_VENV)/.installed
 	$(COMPAT_VENV)/bin/python -m pytest -q -p no:cacheprovider -m "not slow and not shared and not notebook" \
 		-k "not captum" tests/test_adapters.py tests/test_kernels.py tests/test_layer_ig.py tests/test_qa.py \
 		tests/test_text.py tests/test_classifiers.py tests/test_attention.py tests/test_attention_linguistic.py \
-		tests/test_ablate_heads.py tests/test_probing.py
+		tests/test_ablate_heads.py tests/test_probing.py tests/test_layer_deeplift.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/layer_ig.py
+
+bench-deeplift: $(STAMP)
+	$(BIN)/python benchmarks/layer_deeplift.py
 
 bench-attention: $(STAMP)
 	$(BIN)/python benchmarks/attention.py
@@ -59,6 +62,9 @@ bench-probing: $(STAMP)
 
 reproduce: $(STAMP)
 	$(BIN)/bert-insight reproduce notebooks/01_ramnath2020_layer_ig.ipynb -p n_examples 200 -p cache_dir $(CURDIR)/runs/ig_cache
+
+reproduce-deeplift: $(STAMP)
+	$(BIN)/bert-insight reproduce notebooks/02_deeplift_squad2.ipynb -p n_examples 200 -p cache_dir $(CURDIR)/runs/deeplift_cache
 
 # GLUE data for the classifiers: the tsv folders (MRPC/, STS-B/, ...); QNLI needs none (bundled).
 GLUE_DIR ?= ../shared/data/glue

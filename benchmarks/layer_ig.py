@@ -41,7 +41,8 @@ from torch.utils.flop_counter import flop_registry  # noqa: E402
 from bert_insight.attribution import layer_ig as layer_ig_module  # noqa: E402
 from bert_insight.attribution.layer_ig import layer_ig  # noqa: E402
 from bert_insight.device import bf16_is_fast  # noqa: E402
-from bert_insight.models.loading import from_model, load_qa_model  # noqa: E402
+from bert_insight.models.handle import from_model  # noqa: E402
+from bert_insight.models.loading import load_qa_model  # noqa: E402
 from bert_insight.qa import analysis_windows, predict  # noqa: E402
 from bert_insight.testing import captum_layer_ig, redraw_parameters, top_word_sets  # noqa: E402
 
@@ -70,7 +71,7 @@ def load_examples(n: int) -> pd.DataFrame:
 
 
 def minilm_handle():
-    from bert_insight.models.default import default_model_dir, is_built
+    from bert_insight.models.store import default_model_dir, is_built
 
     if is_built():
         return load_qa_model(default_model_dir(), device="cpu"), "offline default (fine-tuned)"

@@ -36,6 +36,7 @@ _EXPORTS: dict[str, str] = {
     "load_hotpotqa": "bert_insight.data",
     "load_babi": "bert_insight.data",
     "validate_examples": "bert_insight.data",
+    "nearest_questions": "bert_insight.data",
     "HELDOUT_TITLES": "bert_insight.data",
     "load_glue": "bert_insight.data",
     "validate_sentence_examples": "bert_insight.data",
@@ -56,6 +57,9 @@ _EXPORTS: dict[str, str] = {
     "layer_ig": "bert_insight.attribution.layer_ig",
     # attribution (the DeepLIFT study of BERT on SQuAD 2.0)
     "layer_deeplift": "bert_insight.attribution.layer_deeplift",
+    "cluster_profiles": "bert_insight.attribution.profiles",
+    "layer_focus": "bert_insight.attribution.profiles",
+    "deeplift2019_comparison": "bert_insight.attribution.deeplift2019",
     "importance_jsd": "bert_insight.attribution.analysis",
     "topk_categories": "bert_insight.attribution.analysis",
     "topk_pos": "bert_insight.attribution.analysis",

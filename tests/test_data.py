@@ -404,3 +404,17 @@ def test_shared_babi_tasks():
     yes_no = load_babi(folder, task=6, split="train")
     assert len(yes_no) == 1_000 and yes_no["is_impossible"].all()
     assert set(yes_no["answer_text"]) == {"yes", "no"}
+
+
+def test_nearest_questions_finds_the_same_words_first_and_then_the_closest():
+    from bert_insight.data import nearest_questions
+
+    frame = load_squad(version="2.0")
+    asked = frame["question"].iloc[40]
+    found = nearest_questions(frame, asked.upper(), n=3)
+    assert found["question"].iloc[0] == asked and found["similarity"].iloc[0] == pytest.approx(1.0)
+    assert found["similarity"].is_monotonic_decreasing
+    nearest = nearest_questions(frame, "when did beyonce start becoming popular?", n=1)
+    assert "when" in nearest["question"].iloc[0].lower() and 0 < nearest["similarity"].iloc[0] < 1
+    with pytest.raises(BertInsightInputError, match="question="):
+        nearest_questions(frame, "  ")

@@ -20,6 +20,7 @@ NOTEBOOK_PARAMETERS = {
     "00_quickstart.ipynb": ["model", "n_examples", "seed"],
     "01_ramnath2020_layer_ig.ipynb": ["model", "dataset", "n_examples", "n_steps", "quadrature", "precision", "jsd_top_k",
                                       "top_k", "seed", "projection", "cache_dir"],
+    "02_deeplift_squad2.ipynb": ["model", "n_examples", "baseline", "k", "seed", "device", "cache_dir"],
     "04_kovaleva2019_attention.ipynb": ["tasks", "include_qa", "n_examples", "qa_examples", "mode", "n_resamples",
                                         "gallery_examples", "seed", "device", "shared_data"],
     "05_tenney2019_edge_probing.ipynb": ["model", "tasks", "n_train", "n_eval", "modes", "max_epochs", "seed", "device",
@@ -171,6 +172,19 @@ def test_ramnath_notebook_runs_with_small_parameters(tmp_path, kernel_name, defa
     frames = "".join(texts(notebook, "text/html"))
     assert "same_trend" in frames and "answer words among the top-k" in frames
     assert "bert_base" in frames and "numeric_share" in frames  # the by-depth table next to BERT-base
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+def test_deeplift_notebook_runs_with_small_parameters(tmp_path, kernel_name):
+    # The SQuAD 2.0 default builds on first use (after the SQuAD 1.1 default), once per machine.
+    notebook = run_notebook("02_deeplift_squad2.ipynb", tmp_path, kernel_name, {"n_examples": 8, "k": 2})
+    # token heatmap, output view, focus curves, cluster profiles
+    assert_clean_and_offline(notebook, n_views=4)
+    printed = "".join(texts(notebook, "text/plain"))
+    assert "largest summation-to-delta gap" in printed and "stands in as" in printed
+    frames = "".join(texts(notebook, "text/html"))
+    assert "question_dip" in frames and "cramers_v" in frames and "has_answer" in frames
 
 
 @pytest.mark.slow

@@ -11,10 +11,10 @@ dev is bundled; the other tasks come from a local GLUE folder or `datasets`); ``
 ``split_examples`` makes a seeded, label-stratified train/test split.
 """
 
-from bert_insight.data.examples import validate_examples
+from bert_insight.data.examples import nearest_questions, validate_examples
 from bert_insight.data.glue import GLUE_TASKS, glue_task, load_glue, split_examples, validate_sentence_examples
 from bert_insight.data.readers import load_babi, load_duorc, load_hotpotqa
 from bert_insight.data.squad import HELDOUT_TITLES, load_squad
 
-__all__ = ["GLUE_TASKS", "HELDOUT_TITLES", "glue_task", "load_babi", "load_duorc", "load_glue", "load_hotpotqa",
+__all__ = ["GLUE_TASKS", "HELDOUT_TITLES", "glue_task", "nearest_questions", "load_babi", "load_duorc", "load_glue", "load_hotpotqa",
            "load_squad", "split_examples", "validate_examples", "validate_sentence_examples"]

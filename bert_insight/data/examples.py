@@ -6,6 +6,7 @@ import math
 import numbers
 from typing import Any, Iterable, Mapping
 
+import numpy as np
 import pandas as pd
 
 from bert_insight.errors import BertInsightInputError
@@ -167,3 +168,23 @@ def first_answer_span(example: Mapping[str, Any]) -> tuple[int, int] | None:
         return None
     start = int(answers[0]["answer_start"])
     return start, start + len(answers[0]["text"])
+
+
+def nearest_questions(examples: pd.DataFrame, question: str, *, n: int = 5) -> pd.DataFrame:
+    """The ``n`` examples whose question is most like ``question`` (cosine of word TF-IDF vectors fitted on
+    the examples' questions; case ignored), most alike first: the examples frame's rows plus a column
+    similarity (1.0 for the same words). Finds a paper's example, or the nearest one, in other data."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.metrics.pairwise import cosine_similarity
+
+    examples = validate_examples(examples, allow_empty=False)
+    if not isinstance(question, str) or not question.strip():
+        raise BertInsightInputError(f"question={question!r}; pass the question text to look for.")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise BertInsightInputError(f"n={n!r}; pass a positive number of examples to return.")
+    vectorizer = TfidfVectorizer(lowercase=True, token_pattern=r"(?u)\b\w+\b").fit(examples["question"])
+    similarity = cosine_similarity(vectorizer.transform([question]), vectorizer.transform(examples["question"]))[0]
+    order = np.argsort(-similarity, kind="stable")[:n]
+    nearest = examples.iloc[order].copy()
+    nearest["similarity"] = similarity[order]
+    return nearest

@@ -10,7 +10,8 @@ JavaScript, and a self-contained static HTML output under papermill / nbconvert.
 Views: jsd_heatmaps, passage_view, layer_curves, token_scatter, qa_roles_view, head_grid (any per-head
 statistic), attention_view (one example's maps),
 pattern_gallery (typical maps per attention pattern class), probe_trace_view (edge
-probes' per-layer predictions of one target) (see docs/widgets.md);
+probes' per-layer predictions of one target), token_heatmap (every token's signed score per layer:
+DeepLIFT Figures 1-12), output_view (start / end probabilities: Figure 13) (see docs/widgets.md);
 ramnath2020_comparison puts the paper's reported trends next to ours in a frame; ramnath2020_by_depth
 puts a BERT-base measurement of the same shares next to ours, per third of the depth.
 """
@@ -27,11 +28,14 @@ from ..attribution.ramnath2020 import (
     ramnath2020_by_depth,
     ramnath2020_comparison,
 )
+from .deeplift import output_view, token_heatmap
 from .probing import probe_trace_view
 from .tokens import qa_roles_view, token_scatter
 
 __all__ = [
     "attention_view",
+    "token_heatmap",
+    "output_view",
     "head_grid",
     "pattern_gallery",
     "probe_trace_view",
