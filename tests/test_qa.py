@@ -471,3 +471,43 @@ def test_every_verb_refuses_an_empty_examples_frame_the_same_way(tiny_handle):
             verb(tiny_handle, empty)
     with pytest.raises(BertInsightInputError, match="examples is empty"):
         evaluate(pd.DataFrame({"example_id": [], "pred_text": []}), examples=empty)
+
+
+# ---- SQuAD 2.0: the null threshold -------------------------------------------------------------------
+def test_tuned_threshold_is_the_best_of_the_candidates_predict_would_score(tiny_handle):
+    from bert_insight.data import load_squad
+    from bert_insight.qa import tune_null_threshold
+
+    examples = load_squad(version="2.0", limit=30)
+    candidates = [-3.0, -0.5, 0.0, 0.5, 3.0]
+    best, curve = tune_null_threshold(tiny_handle, examples, candidates=candidates, max_length=MAX_LENGTH,
+                                      doc_stride=STRIDE, progress=False)
+    for value in candidates:  # the same numbers as predicting at each threshold and scoring
+        predictions = predict(tiny_handle, examples, null_threshold=value, max_length=MAX_LENGTH, doc_stride=STRIDE,
+                              progress=False)
+        scores = evaluate(predictions, examples=examples).set_index("group").loc["all"]
+        row = curve.set_index("null_threshold").loc[value]
+        assert row["f1"] == pytest.approx(scores["f1"]) and row["exact_match"] == pytest.approx(scores["exact_match"])
+        assert row["no_answer_rate"] == pytest.approx(predictions["pred_text"].eq("").mean())
+    assert curve.set_index("null_threshold").loc[best, "f1"] == curve["f1"].max()
+
+
+def test_predict_uses_the_cards_threshold_and_evaluate_splits_answerable(tokenizer):
+    from dataclasses import replace
+
+    from bert_insight.data import load_squad
+
+    examples = load_squad(version="2.0", limit=30)
+    handle = from_model(tiny_qa_model("bert"), tokenizer, name="tiny", device="cpu")
+    tuned = replace(handle, card={"null_threshold": -2.5})
+    by_card = predict(tuned, examples, max_length=MAX_LENGTH, doc_stride=STRIDE, progress=False)
+    explicit = predict(handle, examples, null_threshold=-2.5, max_length=MAX_LENGTH, doc_stride=STRIDE, progress=False)
+    pd.testing.assert_frame_equal(by_card, explicit)
+    assert by_card.attrs["params"]["null_threshold"] == -2.5
+    scores = evaluate(by_card, examples=examples).set_index("group")
+    answerable = ~examples["is_impossible"]
+    assert scores.loc["has_answer", "n"] == answerable.sum() and scores.loc["no_answer", "n"] == (~answerable).sum()
+    overall = (scores.loc["has_answer", "f1"] * answerable.sum() + scores.loc["no_answer", "f1"] * (~answerable).sum())
+    assert overall / len(examples) == pytest.approx(scores.loc["all", "f1"])
+    with pytest.raises(BertInsightInputError, match="null_threshold="):
+        predict(handle, examples, null_threshold="high", max_length=MAX_LENGTH, doc_stride=STRIDE, progress=False)
