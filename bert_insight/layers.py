@@ -3,7 +3,9 @@
 Two axes (DESIGN.md): hidden states 0..L (0 = embedding output, l = the input of block l, L = the last
 block's output), used by attributions, hidden states and probing; and blocks 0..L-1, used by attention
 maps and heads. ``"all"`` is every index of the verb's axis. On the hidden-state axis,
-``"block_inputs"`` is 0..L-1 (the inputs of the L blocks: Ramnath et al.'s L0..L11 on BERT-base).
+``"block_inputs"`` is 0..L-1 (the inputs of the L blocks) and ``"block_outputs"`` 1..L (the outputs
+of the L blocks: Ramnath et al.'s L0..L11 on BERT-base, whose released code replaces the output of
+block l by the interpolated tensor).
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ def layer_range(axis: str, num_layers: int) -> range:
 
 
 def resolve_layers(layers: str | int | Iterable[int], num_layers: int, *, axis: str = "hidden_states") -> list[int]:
-    """Sorted, distinct layer indices for ``layers``: "all", "block_inputs" (hidden states only), one
-    index or several. Indices outside the axis get one error naming the valid range."""
+    """Sorted, distinct layer indices for ``layers``: "all", "block_inputs" / "block_outputs" (hidden
+    states only), one index or several. Indices outside the axis get one error naming the valid range."""
     valid = layer_range(axis, num_layers)
     names = {"all": list(valid)}
     if axis == "hidden_states":
         names["block_inputs"] = list(range(num_layers))
+        names["block_outputs"] = list(range(1, num_layers + 1))
     span = f"{valid.start}..{valid.stop - 1}"
     meaning = ("hidden states: 0 = embedding output, l = input of block l, "
                f"{num_layers} = last block's output" if axis == "hidden_states" else "block indices")

@@ -237,8 +237,8 @@ def tune_null_threshold(
 ) -> tuple[float, pd.DataFrame]:
     """The SQuAD 2.0 null threshold with the best F1 on ``examples`` (tune on training data only).
 
-    The model runs once; every candidate threshold (default: -10 to 10 in steps of 0.5) decodes the
-    same logits. Returns ``(threshold, frame)`` with the frame's columns null_threshold, exact_match,
+    The model runs once and each example's best span and null answer are decoded once; every candidate
+    threshold (default: -10 to 10 in steps of 0.5) then picks between them. Returns ``(threshold, frame)`` with the frame's columns null_threshold, exact_match,
     f1 (percent), no_answer_rate (share of empty predictions); ties go to the threshold nearest 0.
     """
     from .models.handle import require_qa_handle
@@ -252,14 +252,19 @@ def tune_null_threshold(
         raise BertInsightInputError(f"candidates={candidates!r}; pass a non-empty list of numbers or None.")
     windows = encode_validated_windows(handle.tokenizer, examples, max_length=max_length, doc_stride=doc_stride)
     logits = _window_logits(handle, windows, batch_size=batch_size, progress=progress)
+    # Two decodes give each example's best span and its null answer with their scores; a threshold only
+    # chooses between them (null when null_score > span_score + threshold, as decode_predictions does).
+    spans = pd.DataFrame(decode_predictions(examples, windows, logits, max_answer_length=max_answer_length,
+                                            squad2=True, threshold=math.inf))
+    nulls = pd.DataFrame(decode_predictions(examples, windows, logits, max_answer_length=max_answer_length,
+                                            squad2=True, threshold=-math.inf))
+    no_span = spans["pred_text"].eq("") & spans["start_index"].eq(0)  # no context span at all
     rows = []
     for value in values:
-        decoded = decode_predictions(examples, windows, logits, max_answer_length=max_answer_length, squad2=True,
-                                     threshold=value)
-        rows.append({"null_threshold": value,
-                     "exact_match": 100.0 * sum(row["exact_match"] for row in decoded) / len(decoded),
-                     "f1": 100.0 * sum(row["f1"] for row in decoded) / len(decoded),
-                     "no_answer_rate": sum(row["pred_text"] == "" for row in decoded) / len(decoded)})
+        use_null = no_span | (nulls["score"] > spans["score"] + value)
+        chosen = nulls.where(use_null, spans)
+        rows.append({"null_threshold": value, "exact_match": 100.0 * chosen["exact_match"].mean(),
+                     "f1": 100.0 * chosen["f1"].mean(), "no_answer_rate": float(use_null.mean())})
     frame = pd.DataFrame(rows, columns=["null_threshold", "exact_match", "f1", "no_answer_rate"])
     best = frame.assign(distance=frame["null_threshold"].abs()).sort_values(["f1", "distance"],
                                                                               ascending=[False, True]).iloc[0]

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ._compat import keywords_only
 from .data.examples import first_answer_span, validate_examples
+from .errors import BertInsightInputError
 from .frames import TOKEN_COLUMNS, frame_attrs
 from .qa import validated_analysis_windows, window_settings
 from .text import ROLE_PRIORITY, SUPPORTING_DISTANCE, is_number_word, is_punctuation, stopword_set
@@ -119,22 +120,29 @@ def window_tokens(tokenizer: PreTrainedTokenizerBase, window: QAWindow, question
     return pd.DataFrame(rows, columns=list(TOKEN_COLUMNS))
 
 
+ANSWER_CHOICES = ("predicted", "gold")
+
+
 def answer_windows(handle: QAModelHandle, examples: pd.DataFrame, *, predictions: pd.DataFrame | None,
-                   max_length: int | None, doc_stride: int | None,
-                   progress: bool) -> tuple[list[tuple[pd.Series, QAWindow, tuple[int, int] | None]], int, int]:
+                   max_length: int | None, doc_stride: int | None, progress: bool,
+                   answer: str = "predicted") -> tuple[list[tuple[pd.Series, QAWindow, tuple[int, int] | None]], int, int]:
     """For validated examples: (example row, analysis window, answer span) each, and the window settings.
 
-    Predicts first when ``predictions`` is None. The span is the first gold answer's, else the predicted
-    span's (its tokens' characters, which the analysis window has checked against pred_start/pred_end;
-    None for a null prediction). Every per-token verb (tokens, hidden states) starts here.
+    Predicts first when ``predictions`` is None. ``answer="predicted"``: the span is the predicted one (its
+    tokens' characters, which the analysis window has checked against pred_start/pred_end; None for a
+    null prediction); ``"gold"``: the first gold answer's, else the predicted one. Every per-token verb
+    (tokens, hidden states) starts here.
     """
+    if answer not in ANSWER_CHOICES:
+        raise BertInsightInputError(f"answer={answer!r}; use 'predicted' (the model's span: Ramnath et al.'s "
+                                    "definition) or 'gold' (the first gold answer, else the predicted span).")
     max_length, doc_stride = window_settings(predictions, max_length, doc_stride)
     chosen = validated_analysis_windows(handle, examples, predictions=predictions, max_length=max_length,
                                         doc_stride=doc_stride, progress=progress)
     spans = []
     for (_, example), (window, start_index, end_index) in zip(examples.iterrows(), chosen):
         predicted = window.char_span(start_index, end_index) if start_index in window.context_positions else None
-        spans.append((example, window, first_answer_span(example) or predicted))
+        spans.append((example, window, predicted if answer == "predicted" else first_answer_span(example) or predicted))
     return spans, max_length, doc_stride
 
 
@@ -144,6 +152,7 @@ def tokens(
     examples: pd.DataFrame,
     *,
     predictions: pd.DataFrame | None = None,
+    answer: str = "predicted",
     max_length: int | None = None,
     doc_stride: int | None = None,
     progress: bool = True,
@@ -155,7 +164,9 @@ def tokens(
     (the whole word's original text), segment (question / context / special), role (context tokens:
     answer > question_word > supporting > other; otherwise the segment name), char_start, char_end
     (span in the question or context; -1 for special tokens), and booleans in_answer (the piece
-    overlaps the first gold answer, or the predicted answer when there is no gold), in_question (a
+    overlaps the answer: ``answer="predicted"``, the default, the model's predicted span, as Ramnath et
+    al. used "for all the analysis"; ``"gold"``, the first gold answer, or the predicted one when there is
+    no gold; nothing for a "no answer" prediction), in_question (a
     context word whose lower-case form is a non-stopword, non-punctuation question word), near_answer
     (a context word within 5 words of the answer, outside it), is_number (numerals such as "1,000" or
     "3.5" and number words), is_stopword (scikit-learn's English stopwords).
@@ -166,9 +177,11 @@ def tokens(
     """
     examples = validate_examples(examples, allow_empty=False)
     chosen, max_length, doc_stride = answer_windows(handle, examples, predictions=predictions,
-                                                    max_length=max_length, doc_stride=doc_stride, progress=progress)
+                                                    max_length=max_length, doc_stride=doc_stride, progress=progress,
+                                                    answer=answer)
     frames = [window_tokens(handle.tokenizer, window, example["question"], example["context"], span)
               for example, window, span in chosen]
     frame = pd.concat(frames, ignore_index=True)
-    frame.attrs = frame_attrs(handle, "bert_insight.tokens", {"max_length": max_length, "doc_stride": doc_stride})
+    frame.attrs = frame_attrs(handle, "bert_insight.tokens", {"max_length": max_length, "doc_stride": doc_stride,
+                                                              "answer": answer})
     return frame

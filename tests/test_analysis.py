@@ -319,7 +319,8 @@ def test_topk_pos_shares_with_a_fixed_tagger():
     tokens = make_tokens("a", words, stopwords=[w in ("in", "two") for w in words])
     attributions = make_attributions(tokens, {(0, "start"): [9, 8, 7, 6, 5, 1, 1, 1, 1],
                                               (1, "start"): [1, 1, 1, 1, 2, 9, 8, 1, 7]})
-    frame = topk_pos(attributions, tokens=tokens, top_k=4, tagger=TableTagger(dict(zip(words, tags))))
+    frame = topk_pos(attributions, tokens=tokens, top_k=4, tagger=TableTagger(dict(zip(words, tags))),
+                     grouping="exclusive", punctuation="unicode")
     shares = frame.set_index(["layer", "pos_group"])["share"]
     # layer 0 top-4: Denver won two titles
     assert shares[(0, "NNP")] == shares[(0, "verb")] == shares[(0, "CD")] == shares[(0, "NN")] == 0.25
@@ -335,7 +336,7 @@ def test_topk_pos_with_the_bundled_tagger():
     words = ["The", "Denver", "Broncos", "defeated", "the", "Carolina", "Panthers", "in", "2016", "."]
     tokens = make_tokens("a", words, stopwords=[w.lower() in ("the", "in") for w in words])
     attributions = make_attributions(tokens, {(0, "start"): [1, 9, 1, 8, 1, 7, 1, 1, 6, 1]})
-    shares = topk_pos(attributions, tokens=tokens, top_k=4).set_index("pos_group")["share"]
+    shares = topk_pos(attributions, tokens=tokens, top_k=4, grouping="exclusive").set_index("pos_group")["share"]
     assert shares["NNP"] == pytest.approx(0.5)   # Denver, Carolina
     assert shares["verb"] == pytest.approx(0.25)  # defeated
     assert shares["CD"] == pytest.approx(0.25)    # 2016
@@ -362,8 +363,10 @@ def test_quantifier_analysis_ratios_and_groups():
                                           "When was it?"]})
     predictions = make_predictions(["q1", "q2", "q3"], exact_match=[1.0, 0.0, 1.0], f1=[1.0, 0.5, 1.0],
                                    confidence=[0.9, 0.4, 0.7])
+    # this library's rule before the audit (every top number, passages with one number kept)
     result = quantifier_analysis(pd.concat([a1, a2, a3]), examples=examples, predictions=predictions,
-                                 tokens=pd.concat([t1, t2, t3]), top_k=2)
+                                 tokens=pd.concat([t1, t2, t3]), top_k=2, ratio="all_numbers", quantifier="wh",
+                                 numbers="lexical")
     focus = result.to_frame().set_index("layer")
     # numeric words: q1 has 3 ("3", "1", "000"), q2 has 1. Layer 0: q1 0/3, q2 1/1 -> mean 0.5
     assert focus.loc[0, "numeric_ratio"] == pytest.approx(0.5)
@@ -456,18 +459,19 @@ def test_analyses_on_layer_ig_output_of_a_tiny_model(tiny_handle):
     np.testing.assert_allclose(categories.groupby(["layer", "target"])["share"].sum(), 1.0)
     # Cross-check one layer's answer share by hand from the frames.
     top = top_words(attributions, top_k=3)
-    first = top[(top["layer"] == 0) & (top["target"] == "start")]
+    first = top[(top["layer"] == 1) & (top["target"] == "start")]
     answer_words = set(map(tuple, tokens.loc[tokens["role"] == "answer", ["example_id", "word_index"]].values))
     expected = np.mean([(e, w) in answer_words for e, w in zip(first["example_id"], first["word_index"])])
-    got = categories.query("layer == 0 and target == 'start' and category == 'answer'")["share"].item()
+    got = categories.query("layer == 1 and target == 'start' and category == 'answer'")["share"].item()
     assert got == pytest.approx(expected)
 
     jsd = importance_jsd(attributions, top_k=2, keep="head")
     matrix = jsd[jsd["target"] == "end"].pivot(index="layer_a", columns="layer_b", values="jsd").to_numpy()
     np.testing.assert_allclose(matrix, matrix.T, atol=1e-12)
-    assert topk_pos(attributions, tokens=tokens, top_k=3).query("pos_group != 'noun'").groupby(
+    assert topk_pos(attributions, tokens=tokens, top_k=3, grouping="exclusive").query("pos_group != 'noun'").groupby(
         ["layer", "target"], observed=True)["share"].sum().round(9).eq(1).all()
-    result = quantifier_analysis(attributions, examples=examples, predictions=predictions, tokens=tokens, top_k=3)
+    result = quantifier_analysis(attributions, examples=examples, predictions=predictions, tokens=tokens, top_k=3,
+                                 ratio="all_numbers", numbers="lexical")
     assert result.numeric_focus["n_examples"].eq(1).all()
     assert result.performance.set_index("group").loc["quantifier_multi_number", "n_examples"] == 1
 
@@ -485,3 +489,113 @@ def test_quantifier_analysis_without_quantifier_questions_gives_empty_focus():
     performance = result.performance.set_index("group")
     assert performance.loc["non_quantifier", "n_examples"] == 1
     assert performance.loc["quantifier_multi_number", "n_examples"] == 0
+
+
+# ---- Ramnath et al.'s own definitions (issue 15), each on a passage where the answer is known by counting ----
+def twenty_words(answer: tuple[int, int], question_words=()):
+    """Roles of w0..w19 for an answer at words answer[0]..answer[1] with the +-5 supporting window."""
+    roles = []
+    for index in range(20):
+        distance = min(abs(index - answer[0]), abs(index - answer[1]))
+        inside = answer[0] <= index <= answer[1]
+        roles.append("answer" if inside else "question_word" if index in question_words
+                     else "supporting" if distance <= 5 else "other")
+    return roles
+
+
+TOP5 = {10: 9, 11: 8, 9: 7, 16: 6, 3: 5}  # word -> importance: top-5 {w10, w11, w9, w16, w3}
+
+
+def top5_attributions(tokens):
+    weights = [TOP5.get(index, 1) for index in range(20)]
+    return make_attributions(tokens, {(1, "start"): weights})
+
+
+def test_supporting_words_follow_the_predicted_answer_by_default():
+    words = [f"w{i}" for i in range(20)]
+    predicted = make_tokens("a", words, roles=twenty_words((10, 11)))
+    gold = make_tokens("a", words, roles=twenty_words((2, 3)))
+    by_predicted = topk_categories(top5_attributions(predicted), tokens=predicted).set_index("category")["share"]
+    by_gold = topk_categories(top5_attributions(gold), tokens=gold).set_index("category")["share"]
+    assert [by_predicted[c] for c in ("answer", "supporting", "other")] == pytest.approx([0.4, 0.4, 0.2])
+    assert [by_gold[c] for c in ("answer", "supporting", "other")] == pytest.approx([0.2, 0.0, 0.8])
+
+
+def test_a_question_word_in_the_window_counts_twice_only_with_overlap_both():
+    words = [f"w{i}" for i in range(20)]
+    tokens = make_tokens("a", words, roles=twenty_words((10, 11), question_words=(9,)))
+    tokens.loc[(tokens["segment"] == "context") & (tokens["word_index"] == 9), "near_answer"] = True  # w9 is 1 away
+    attributions = top5_attributions(tokens)
+    exclusive = topk_categories(attributions, tokens=tokens).set_index("category")["share"]
+    both = topk_categories(attributions, tokens=tokens, overlap="both").set_index("category")["share"]
+    assert (exclusive["question_word"], exclusive["supporting"]) == pytest.approx((0.2, 0.2))
+    assert (both["question_word"], both["supporting"]) == pytest.approx((0.2, 0.4))
+    assert both.sum() == pytest.approx(1.2)
+
+
+def test_tokens_answer_roles_are_the_predicted_span_or_the_gold_one(tiny_handle):
+    from bert_insight import tokens as token_frame
+
+    examples = pd.DataFrame({"example_id": ["e1"], "question": ["Who won the game?"],
+                             "context": ["The Denver Broncos won the game against Carolina in 2016 at home."],
+                             "answers": [[{"text": "Carolina", "answer_start": 40}]]})
+    predictions = predict(tiny_handle, examples, max_length=96, doc_stride=32, progress=False)
+    start, end = int(predictions["pred_start"].iloc[0]), int(predictions["pred_end"].iloc[0])
+    predicted = token_frame(tiny_handle, examples, predictions=predictions)
+    gold = token_frame(tiny_handle, examples, predictions=predictions, answer="gold")
+    for frame, (low, high) in ((predicted, (start, end)), (gold, (40, 48))):
+        context = frame[frame["segment"] == "context"]
+        overlaps = (context["char_start"] < high) & (context["char_end"] > low)
+        assert context["in_answer"].tolist() == overlaps.tolist() and overlaps.any()
+    with pytest.raises(BertInsightInputError, match="answer="):
+        token_frame(tiny_handle, examples, predictions=predictions, answer="both")
+
+
+QUANTIFIER_WORDS = ["in", "1990", ",", "12", "teams", "played", ";", "3", "won", "2", "titles", "."]
+QUANTIFIER_TAGS = {"in": "IN", "1990": "CD", ",": ",", "12": "CD", "teams": "NNS", "played": "VBD", ";": ":",
+                   "3": "CD", "won": "VBD", "2": "CD", "titles": "NNS", ".": ".", "cost": "VBD", "5": "CD",
+                   "dollars": "NNS"}
+
+
+def test_quantifier_ratio_counts_the_confusing_numbers_on_passages_with_several():
+    roles = ["answer" if word == "12" else "other" for word in QUANTIFIER_WORDS]
+    t1 = make_tokens("q1", QUANTIFIER_WORDS, roles=roles)
+    # top-5 {12, teams, 1990, played, 3}: 3 numbers, one of them the answer; 4 numbers in the passage
+    a1 = make_attributions(t1, {(1, "start"): [1, 7, 1, 9, 8, 6, 1, 5, 1, 1, 1, 1]})
+    # a passage whose only number is its answer, in the top-5
+    t2 = make_tokens("q2", ["cost", "5", "dollars"], roles=["other", "answer", "other"])
+    a2 = make_attributions(t2, {(1, "start"): [1, 5, 1]})
+    examples = pd.DataFrame({"example_id": ["q1", "q2"],
+                             "question": ["How many teams played?", "What was the price, how much in dollars?"]})
+    predictions = make_predictions(["q1", "q2"], exact_match=[1.0, 1.0], f1=[1.0, 1.0], confidence=[0.9, 0.8])
+    frames = dict(attributions=pd.concat([a1, a2]), examples=examples, predictions=predictions,
+                  tokens=pd.concat([t1, t2]), tagger=TableTagger(QUANTIFIER_TAGS))
+    paper = quantifier_analysis(frames.pop("attributions"), **frames)
+    assert paper.numeric_focus.set_index("layer").loc[1, "numeric_ratio"] == pytest.approx(0.5)  # (3 - 1) / 4
+    assert paper.numeric_focus["n_examples"].eq(1).all()  # q2 has one number: left out
+    ours = quantifier_analysis(pd.concat([a1, a2]), **frames, ratio="all_numbers")
+    assert ours.numeric_focus.set_index("layer").loc[1, "numeric_ratio"] == pytest.approx((0.75 + 1.0) / 2)
+    # "how much" not at the front is a quantifier question for the authors' rule, not for the wh rule
+    performance = paper.performance.set_index("group")
+    assert performance.loc["quantifier", "n_examples"] == 2
+    wh = quantifier_analysis(pd.concat([a1, a2]), **frames, quantifier="wh").performance.set_index("group")
+    assert wh.loc["quantifier", "n_examples"] == 1
+
+
+def test_punctuation_rule_and_the_papers_pos_groups():
+    words = ["the", "broncos", ",", "who", "won", ",", "scored", "24", "–", "10", "."]
+    tags = {"the": "DT", "broncos": "NNS", ",": ",", "who": "WP", "won": "VBD", "scored": "VBD", "24": "CD",
+            "–": ":", "10": "CD", ".": "."}
+    tokens = make_tokens("a", words, stopwords=[w in ("the", "who") for w in words])
+    # top-5 {the first ",", "–", ".", broncos, 24}
+    attributions = make_attributions(tokens, {(1, "start"): [1, 6, 9, 1, 1, 1, 1, 5, 8, 1, 7]})
+    tagger = TableTagger(tags)
+    paper = topk_pos(attributions, tokens=tokens, tagger=tagger).set_index("pos_group")["share"]
+    assert paper["punctuation"] == pytest.approx(0.4) and paper["noun"] == pytest.approx(0.4)  # broncos, 24
+    unicode = topk_pos(attributions, tokens=tokens, tagger=tagger, grouping="exclusive",
+                       punctuation="unicode").set_index("pos_group")["share"]
+    ascii_rule = topk_pos(attributions, tokens=tokens, tagger=tagger, grouping="exclusive",
+                          punctuation="ascii").set_index("pos_group")["share"]
+    assert unicode["punctuation"] == pytest.approx(0.6) and ascii_rule["punctuation"] == pytest.approx(0.4)
+    with pytest.raises(BertInsightInputError, match="grouping="):
+        topk_pos(attributions, tokens=tokens, tagger=tagger, grouping="tags")

@@ -185,8 +185,10 @@ def test_frames_name_the_method_and_the_quadrature_apart(tiny_handle):
 
 def test_layer_selections_and_old_parameter_names(tiny_handle):
     settings = dict(n_steps=2, progress=False, **WINDOW)
-    block_inputs, _ = layer_ig(tiny_handle, make_examples(1), **settings)  # the default: the paper's L0..L(L-1)
+    block_outputs, _ = layer_ig(tiny_handle, make_examples(1), **settings)  # the default: the paper's L0..L(L-1)
+    block_inputs, _ = layer_ig(tiny_handle, make_examples(1), layers="block_inputs", **settings)
     every, _ = layer_ig(tiny_handle, make_examples(1), layers="all", **settings)
+    assert sorted(block_outputs.layer.unique()) == list(range(1, tiny_handle.num_layers + 1))
     assert sorted(block_inputs.layer.unique()) == list(range(tiny_handle.num_layers))
     assert sorted(every.layer.unique()) == list(range(tiny_handle.num_layers + 1))
     with warnings.catch_warnings(record=True) as caught:
@@ -285,7 +287,7 @@ def test_no_state_survives_an_exception_mid_path(tokenizer, monkeypatch):
     ({"targets": ()}, "start+end"),
     ({"layers": [4]}, "out of range"),
     ({"layers": [-1]}, "out of range"),
-    ({"layers": "first"}, "'all' or 'block_inputs'"),
+    ({"layers": "first"}, "'all' or 'block_inputs' or 'block_outputs'"),
     ({"n_steps": 0}, ">= 1"),
     ({"n_steps": 2.5}, ">= 1"),
     ({"steps_per_batch": 0}, "path points per forward"),

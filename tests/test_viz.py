@@ -380,7 +380,7 @@ def test_ramnath_comparison_reports_early_and_late_means_and_the_trend_direction
     table = viz.ramnath2020_comparison(jsd_head=head, jsd_tail=tail, categories=categories, pos=pos,
                                        quantifiers=QuantifierAnalysis(focus, performance))
     table = table.set_index(table["statistic"].str.split().str[:3].str.join(" "))
-    assert table.attrs == {"early_layers": [0, 1], "late_layers": [4, 5]}
+    assert table.attrs == {"early_layers": [0, 1], "late_layers": [4, 5], "dataset": "squad"}
     # JSD: early-early pairs are (0,1),(1,0): 0.1; early-late pairs |a-b| in {3,4,5}: mean 0.4
     jsd = table.loc["Fig. 1 JSD"].iloc[0]
     assert (jsd["a"], jsd["b"], jsd["same_trend"]) == (pytest.approx(0.1), pytest.approx(0.4), True)
@@ -395,6 +395,14 @@ def test_ramnath_comparison_reports_early_and_late_means_and_the_trend_direction
     em = table.loc["Sec. 5.2 exact"]
     assert (em["a"], em["b"], em["same_trend"]) == (50.0, 75.0, None)
     assert table.loc["Table 5 nouns"]["same_trend"] is None
+    # the paper's own numbers: first vs last third of its Table 1 (percent -> fraction), Fig. 1's stated range
+    paper_answer = viz.RAMNATH2020_PAPER[("squad", "category", "answer")]
+    assert answer["paper_a"] == pytest.approx(sum(paper_answer[:4]) / 400)
+    assert answer["paper_b"] == pytest.approx(sum(paper_answer[8:]) / 400)
+    jsd_range = table[table["statistic"] == "Fig. 1 JSD range, top-2 kept"].iloc[0]
+    assert (jsd_range["paper_a"], jsd_range["paper_b"]) == (0.08, 0.72)
+    assert (jsd_range["a"], jsd_range["b"]) == (pytest.approx(0.1), pytest.approx(0.5))
+    assert (numbers["paper_a"], numbers["paper_b"]) == (pytest.approx(0.056), pytest.approx((0.177 + 0.155) / 2))
 
 
 def test_by_depth_averages_each_third_of_the_layers_next_to_bert_base():
@@ -419,3 +427,8 @@ def test_by_depth_averages_each_third_of_the_layers_next_to_bert_base():
     # groups we did not measure stay NaN rather than vanish
     assert np.isnan(table.loc[("verb", "early"), "ours"])
     assert set(table.index.get_level_values("depth")) == {"early", "middle", "late"}
+    # the paper's Table 1 and its section 5.2 ratio, reported only at L0 (early) and L10-L11 (late)
+    paper = viz.RAMNATH2020_PAPER[("squad", "category", "answer")]
+    assert table.loc[("answer", "middle"), "paper"] == pytest.approx(sum(paper[4:8]) / 400)
+    assert table.loc[("numeric_ratio", "early"), "paper"] == pytest.approx(0.056)
+    assert np.isnan(table.loc[("numeric_ratio", "middle"), "paper"])

@@ -10,6 +10,8 @@ importances of a word's pieces; "top-k words" are ranked by that importance with
 
 from __future__ import annotations
 
+import re
+import string
 from typing import NamedTuple
 
 import numpy as np
@@ -104,7 +106,8 @@ def top_words(attributions: pd.DataFrame, *, top_k: int = 5) -> pd.DataFrame:
 
 
 def _word_labels(tokens: pd.DataFrame) -> pd.DataFrame:
-    """One row per passage word: example_id, word_index, word, role, is_number, is_stopword."""
+    """One row per passage word: example_id, word_index, word, role, is_number, is_stopword, in_answer,
+    in_question, near_answer."""
     require_columns(tokens, TOKEN_COLUMNS, what="tokens", made_by=_TOKENS_BY)
     context = tokens[tokens["segment"] == "context"]
     priority = {role: rank for rank, role in enumerate(CATEGORIES)}
@@ -112,7 +115,8 @@ def _word_labels(tokens: pd.DataFrame) -> pd.DataFrame:
     labels = context.assign(_priority=context["role"].map(priority).fillna(len(CATEGORIES)))
     grouped = labels.groupby(["example_id", "word_index"], sort=True)
     words = grouped.agg(word=("word", "first"), _priority=("_priority", "min"), is_number=("is_number", "any"),
-                        is_stopword=("is_stopword", "any")).reset_index()
+                        is_stopword=("is_stopword", "any"), in_answer=("in_answer", "any"),
+                        in_question=("in_question", "any"), near_answer=("near_answer", "any")).reset_index()
     names = dict(enumerate(CATEGORIES))
     words["role"] = words.pop("_priority").map(names).fillna("other")
     words["example_id"] = words["example_id"].astype(str)
@@ -205,60 +209,145 @@ def importance_jsd(
 
 
 # ---- Tables 1-2: answer, question and supporting words among the top-k ---------------------------------
+OVERLAP_CHOICES = ("exclusive", "both")
+_CATEGORY_FLAGS = {"answer": "in_answer", "question_word": "in_question", "supporting": "near_answer"}
+
+
+def _flag_shares(labelled: pd.DataFrame, flags: dict[str, pd.Series], order: tuple[str, ...],
+                 column: str) -> pd.DataFrame:
+    """Per (layer, target) the share of the labelled top words carrying each flag (flags may overlap,
+    so the shares may sum to more than 1); columns layer, target, ``column``, share, n_words, n_examples."""
+    marked = labelled[["layer", "target", "example_id"]].copy()
+    for name in order:
+        marked[name] = flags[name].to_numpy(dtype=bool)
+    grouped = marked.groupby(["layer", "target"])
+    shares = grouped[list(order)].mean().stack().rename("share").reset_index().rename(columns={"level_2": column})
+    shares.columns = ["layer", "target", column, "share"]
+    sizes = grouped.size().rename("n_words").reset_index()
+    n_examples = grouped["example_id"].nunique().rename("n_examples").reset_index()
+    return shares.merge(sizes, on=["layer", "target"]).merge(n_examples, on=["layer", "target"])
+
+
 @keywords_only("tokens")
 @renamed(k="top_k")
-def topk_categories(attributions: pd.DataFrame, *, tokens: pd.DataFrame, top_k: int = 5) -> pd.DataFrame:
+def topk_categories(attributions: pd.DataFrame, *, tokens: pd.DataFrame, top_k: int = 5,
+                    overlap: str = "exclusive") -> pd.DataFrame:
     """Share of the top-k passage words per layer that are answer words, question words found in the
     passage, supporting words (within 5 words of the answer) or other words (Tables 1-2).
 
-    Each word has one category, the tokens frame's role with priority answer > question_word >
-    supporting > other, so the shares of one (layer, target) sum to 1. Shares pool the top-k words
-    of all examples (an example with fewer than k passage words contributes all of them).
+    The answer is the tokens frame's (``bert_insight.tokens(..., answer="predicted")``, the default, is
+    the paper's: its authors used the predicted answer "for all the analysis"). ``overlap="exclusive"``:
+    each word has one category, the tokens frame's role with priority answer > question_word >
+    supporting > other, so the shares of one (layer, target) sum to 1. ``overlap="both"``: a word
+    counts in every category it belongs to (a question word inside the supporting window counts as
+    both, as the paper's authors counted it), so the shares may sum to more than 1; "other" is then
+    the words in none. Shares pool the top-k words of all examples (an example with fewer than k
+    passage words contributes all of them).
 
     Columns: layer, target, category, share, n_words (top words counted), n_examples.
     """
+    if overlap not in OVERLAP_CHOICES:
+        raise BertInsightInputError(f"overlap={overlap!r}; use 'exclusive' (one category per word, shares sum "
+                                    "to 1) or 'both' (a word counts in each category it is in, as the authors did).")
     top = _top_words(word_importance(attributions), _check_top_k(top_k))
     labelled = _with_labels(top, _word_labels(tokens)).rename(columns={"role": "category"})
-    return _shares(labelled, "category", CATEGORIES)
+    if overlap == "exclusive":
+        return _shares(labelled, "category", CATEGORIES)
+    flags = {name: labelled[flag] for name, flag in _CATEGORY_FLAGS.items()}
+    flags["other"] = ~(labelled["in_answer"] | labelled["in_question"] | labelled["near_answer"])
+    return _flag_shares(labelled, flags, CATEGORIES, "category")
 
 
 # ---- Tables 5-6: parts of speech among the top-k ------------------------------------------------------
-def pos_group(tag: str, word: str, is_stopword: bool) -> str:
+PUNCTUATION_CHOICES = ("ascii", "unicode")
+POS_GROUPING_CHOICES = ("paper", "exclusive")
+#: The groups of Ramnath et al.'s Table 5 as their released script lists them (Penn Treebank tags):
+#: "noun" holds pronouns and no NNPS, "stopword" is a list of function-word *tags*, punctuation is a
+#: word made of ``string.punctuation``. The groups may overlap (a "%" tagged NN is a noun and
+#: punctuation), so a layer's shares may sum to more than 1, as the paper's rows do (100.9-101.4%).
+PAPER_POS_GROUPS: dict[str, tuple[str, ...]] = {
+    "noun": ("CD", "NN", "NNP", "NNS", "PRP", "PRP$"),
+    "verb": ("VB", "VBD", "VBG", "VBN", "VBP", "VBZ"),
+    "stopword": ("CC", "DT", "EX", "IN", "LS", "MD", "PDT", "POS", "RP", "TO", "UH", "WDT", "WP", "WRB"),
+    "adverb": ("RB", "RBR", "RBS"),
+    "adjective": ("JJ", "JJR", "JJS"),
+}
+PAPER_POS_ORDER = ("noun", "verb", "stopword", "adverb", "adjective", "punctuation", "other")
+
+
+def is_ascii_punctuation(word: str) -> bool:
+    """True for a non-empty word made only of ``string.punctuation`` characters (the paper's test)."""
+    return bool(word) and all(character in string.punctuation for character in word)
+
+
+def pos_group(tag: str, word: str, is_stopword: bool, *, punctuation: str = "unicode") -> str:
     """One group per word: punctuation, then CD, then stopword, then the tag's group, else other.
 
-    Numbers come before stop words because scikit-learn's stop list holds number words ("two").
+    Punctuation is a PTB punctuation tag or, with ``punctuation="unicode"``, a word with no letter or
+    digit (so "–" and "’" count); ``"ascii"``: a word made of ``string.punctuation``. Numbers come before
+    stop words because scikit-learn's stop list holds number words ("two").
     """
-    if tag in POS_GROUPS["punctuation"] or not any(character.isalnum() for character in word):
+    punct = (tag in POS_GROUPS["punctuation"] or not any(character.isalnum() for character in word)
+             if punctuation == "unicode" else is_ascii_punctuation(word))
+    if punct:
         return "punctuation"
     if tag == "CD":
         return "CD"
     if is_stopword:
         return "stopword"
     for group, tags in POS_GROUPS.items():
-        if tag in tags:
+        if tag in tags and group != "punctuation":  # punctuation was decided above, by the chosen rule
             return group
     return "other"
 
 
+def paper_pos_flags(tags: pd.Series, words: pd.Series) -> dict[str, pd.Series]:
+    """Ramnath et al.'s (overlapping) Table 5 groups as boolean columns, one per group of
+    :data:`PAPER_POS_ORDER` ("other": in none)."""
+    flags = {group: tags.isin(members) for group, members in PAPER_POS_GROUPS.items()}
+    flags["punctuation"] = words.astype(str).map(is_ascii_punctuation)
+    flags["other"] = ~pd.concat(flags, axis=1).any(axis=1)
+    return flags
+
+
 @keywords_only("tokens")
 @renamed(k="top_k")
-def topk_pos(attributions: pd.DataFrame, *, tokens: pd.DataFrame, top_k: int = 5, tagger=None) -> pd.DataFrame:
+def topk_pos(attributions: pd.DataFrame, *, tokens: pd.DataFrame, top_k: int = 5, tagger=None,
+             grouping: str = "paper", punctuation: str = "ascii") -> pd.DataFrame:
     """Share of the top-k passage words per layer in each part-of-speech group (Tables 5-6).
 
     Passage words are tagged with Penn Treebank tags by :func:`bert_insight.pos.tag_passages`
-    (``tagger`` as there: None = the bundled offline tagger). Groups (:func:`pos_group`) are
-    exclusive: NN (NN, NNS), NNP (NNP, NNPS), CD, verb (VB*, MD), stopword, adverb (RB*, WRB),
-    adjective (JJ*), punctuation, other; "noun" = NN + NNP + CD is added as its own row, so the
-    shares of the groups other than "noun" sum to 1.
+    (``tagger`` as there: None = the bundled offline tagger).
+
+    ``grouping="paper"`` (default): the authors' groups (:data:`PAPER_POS_GROUPS`): noun (CD, NN, NNP,
+    NNS, PRP, PRP$), verb (VB*), stopword (the function-word tags CC DT EX IN LS MD PDT POS RP TO UH WDT
+    WP WRB), adverb (RB*), adjective (JJ*), punctuation (``string.punctuation`` words), other (none);
+    they may overlap, so the shares may sum to slightly more than 1.
+    ``grouping="exclusive"``: one group per word (:func:`pos_group`, with ``punctuation`` "ascii" or
+    "unicode"): NN (NN, NNS), NNP (NNP, NNPS), CD, verb (VB*, MD), stopword (scikit-learn's list),
+    adverb (RB*, WRB), adjective (JJ*), punctuation, other; "noun" = NN + NNP + CD is added as its own
+    row, so the shares of the groups other than "noun" sum to 1.
 
     Columns: layer, target, pos_group, share, n_words, n_examples.
     """
+    if grouping not in POS_GROUPING_CHOICES:
+        raise BertInsightInputError(f"grouping={grouping!r}; use 'paper' (the authors' overlapping tag lists) or "
+                                    "'exclusive' (one group per word).")
+    if punctuation not in PUNCTUATION_CHOICES:
+        raise BertInsightInputError(f"punctuation={punctuation!r}; use 'ascii' (string.punctuation, the paper's "
+                                    "test) or 'unicode' (any word without a letter or digit).")
     top = _top_words(word_importance(attributions), _check_top_k(top_k))
     labels = _word_labels(tokens)
     tags = tag_passages(tokens, tagger=tagger)[["example_id", "word_index", "pos"]]
     tags = tags.assign(example_id=tags["example_id"].astype(str))
     labels = labels.merge(tags, on=["example_id", "word_index"], how="left")
-    labels["pos_group"] = [pos_group(tag, word, stop) for tag, word, stop in
+    if grouping == "paper":
+        labelled = _with_labels(top, labels)
+        flags = paper_pos_flags(labelled["pos"].fillna(""), labelled["word"])
+        frame = _flag_shares(labelled, flags, PAPER_POS_ORDER, "pos_group")
+        frame["pos_group"] = pd.Categorical(frame["pos_group"], categories=PAPER_POS_ORDER, ordered=True)
+        return frame.sort_values(["layer", "target", "pos_group"], kind="stable").reset_index(drop=True)
+    labels["pos_group"] = [pos_group(tag, word, stop, punctuation=punctuation) for tag, word, stop in
                            zip(labels["pos"].fillna(""), labels["word"].astype(str), labels["is_stopword"])]
     labelled = _with_labels(top, labels)
     shares = _shares(labelled, "pos_group", tuple(group for group in POS_GROUP_ORDER if group != "noun"))
@@ -291,6 +380,21 @@ def _count_numbers(words: pd.DataFrame) -> pd.Series:
     return starts.groupby(words["example_id"]).sum()
 
 
+RATIO_CHOICES = ("confusing", "all_numbers")
+QUANTIFIER_CHOICES = ("anywhere", "wh")
+NUMBER_CHOICES = ("pos", "lexical")
+
+
+def is_quantifier_question(question: str, rule: str = "anywhere") -> bool:
+    """A "how many" / "how much" question. ``"anywhere"`` (the authors' script): the question's words hold
+    "how" and "many" or "much" anywhere (799 SQuAD dev questions); ``"wh"``: its first wh-phrase is how many
+    or how much (792)."""
+    if rule == "wh":
+        return question_type(question) in QUANTIFIER_TYPES
+    words = set(re.findall(r"[a-z]+", str(question).lower()))
+    return "how" in words and bool(words & {"many", "much"})
+
+
 @keywords_only("tokens", "examples", "predictions")
 @renamed(k="top_k")
 def quantifier_analysis(
@@ -300,44 +404,71 @@ def quantifier_analysis(
     predictions: pd.DataFrame,
     tokens: pd.DataFrame,
     top_k: int = 5,
+    ratio: str = "confusing",
+    quantifier: str = "anywhere",
+    numbers: str = "pos",
+    tagger=None,
 ) -> QuantifierAnalysis:
     """How the model treats numbers for "how many" / "how much" questions (section 5.2).
 
-    ``numeric_focus`` columns: layer, target, numeric_ratio (numeric words among the top-k divided by
-    numeric words in the passage, averaged over quantifier examples whose passage has a numeric
-    word), numeric_share (share of the top-k words that are numeric), n_examples. A numeric word is
-    a passage word flagged is_number that has a letter or digit (so the comma of "1,000" is not one).
+    Definitions (defaults = the paper's, as its released script computes them; docs/analyses.md):
+    ``quantifier``: "anywhere" ("how" with "many" or "much" anywhere in the question) or "wh" (the first
+    wh-phrase); ``numbers``: "pos" (passage words tagged CD by :func:`bert_insight.pos.tag_passages`, the
+    authors' nltk rule) or "lexical" (the tokens frame's is_number with a letter or digit);
+    ``ratio``: "confusing" (top-k numbers outside the answer span, by word position, over all numbers in
+    the passage, on passages with more than one number: the paper's "confusing words") or
+    "all_numbers" (every top-k number, the answer's included, over the passage's numbers, on passages
+    with at least one: this library's rule before the audit). The answer span is the tokens frame's
+    (``tokens(answer="predicted")`` by default, the paper's).
+
+    ``numeric_focus`` columns: layer, target, numeric_ratio (the ratio above, per example, averaged over
+    the kept quantifier examples), numeric_share (share of the top-k words that are numbers), n_examples.
 
     ``performance`` columns: group, n_examples, exact_match, f1, confidence (means). Groups:
-    "quantifier_multi_number" (a quantifier question whose passage holds more than one number; a
-    number is a run of consecutive numeric words), "quantifier_other", "non_quantifier", and "rest"
-    (every example except quantifier_multi_number, the paper's comparison).
+    "quantifier_multi_number" (a quantifier question whose passage holds more than one number; with
+    ``numbers="lexical"`` a number is a run of consecutive numeric words), "quantifier_other",
+    "non_quantifier", "rest" (every example except quantifier_multi_number, the paper's text) and
+    "quantifier" (every quantifier question, the authors' script's exact-match group).
     """
     top_k = _check_top_k(top_k)
+    for name, value, choices in (("ratio", ratio, RATIO_CHOICES), ("quantifier", quantifier, QUANTIFIER_CHOICES),
+                                 ("numbers", numbers, NUMBER_CHOICES)):
+        if value not in choices:
+            raise BertInsightInputError(f"{name}={value!r}; use one of {choices} (the first is the paper's).")
     require_columns(examples, ("example_id", "question"), what="examples", made_by="bert_insight.load_squad")
     require_columns(predictions, PREDICTION_COLUMNS, what="predictions", made_by="bert_insight.predict")
     labels = _word_labels(tokens)
     kinds = examples.assign(example_id=examples["example_id"].astype(str))[["example_id", "question"]]
-    kinds["quantifier"] = kinds["question"].map(question_type).isin(QUANTIFIER_TYPES)
-    kinds["n_numbers"] = kinds["example_id"].map(_count_numbers(labels)).fillna(0).astype(int)
-    labels["is_number"] = labels["is_number"] & labels["word"].astype(str).map(
-        lambda word: any(character.isalnum() for character in word))
+    kinds["quantifier"] = kinds["question"].map(lambda question: is_quantifier_question(question, quantifier))
+    if numbers == "pos":
+        tags = tag_passages(tokens, tagger=tagger)[["example_id", "word_index", "pos"]]
+        labels = labels.merge(tags.assign(example_id=tags["example_id"].astype(str)),
+                              on=["example_id", "word_index"], how="left")
+        labels["is_number"] = labels["pos"].eq("CD")
+        kinds["n_numbers"] = kinds["example_id"].map(labels.groupby("example_id")["is_number"].sum()).fillna(0)
+    else:
+        kinds["n_numbers"] = kinds["example_id"].map(_count_numbers(labels)).fillna(0)
+        labels["is_number"] = labels["is_number"] & labels["word"].astype(str).map(
+            lambda word: any(character.isalnum() for character in word))
+    kinds["n_numbers"] = kinds["n_numbers"].astype(int)
 
     quantifier_ids = set(kinds.loc[kinds["quantifier"], "example_id"])
     numeric_in_passage = labels[labels["example_id"].isin(quantifier_ids)].groupby("example_id")["is_number"].sum()
-    with_numbers = set(numeric_in_passage[numeric_in_passage > 0].index)
+    fewest = 2 if ratio == "confusing" else 1
+    kept = set(numeric_in_passage[numeric_in_passage >= fewest].index)
     top = _top_words(word_importance(attributions), top_k)
-    top = _with_labels(top[top["example_id"].astype(str).isin(with_numbers)], labels)
+    top = _with_labels(top[top["example_id"].astype(str).isin(kept)], labels)
     if top.empty:
-        # No quantifier question with a number in its passage: nothing to measure, not an error.
+        # No quantifier question with enough numbers in its passage: nothing to measure, not an error.
         numeric_focus = pd.DataFrame({"layer": pd.Series(dtype="int64"), "target": pd.Series(dtype="object"),
                                       "numeric_ratio": pd.Series(dtype="float64"),
                                       "numeric_share": pd.Series(dtype="float64"),
                                       "n_examples": pd.Series(dtype="int64")})
     else:
-        per_example = top.groupby(["example_id", "layer", "target"]).agg(
-            numeric_top=("is_number", "sum"), n_top=("is_number", "size")).reset_index()
-        per_example["numeric_ratio"] = (per_example["numeric_top"]
+        counted = top["is_number"] & ~top["in_answer"] if ratio == "confusing" else top["is_number"]
+        per_example = top.assign(counted=counted).groupby(["example_id", "layer", "target"]).agg(
+            counted=("counted", "sum"), numeric_top=("is_number", "sum"), n_top=("is_number", "size")).reset_index()
+        per_example["numeric_ratio"] = (per_example["counted"]
                                         / per_example["example_id"].map(numeric_in_passage).astype(float))
         per_example["numeric_share"] = per_example["numeric_top"] / per_example["n_top"]
         numeric_focus = per_example.groupby(["layer", "target"], as_index=False).agg(
@@ -352,6 +483,7 @@ def quantifier_analysis(
         "quantifier_other": scored["quantifier"] & ~multi,
         "non_quantifier": ~scored["quantifier"],
         "rest": ~multi,
+        "quantifier": scored["quantifier"],
     }
     performance = pd.DataFrame([
         {"group": name, "n_examples": int(mask.sum()),
@@ -359,4 +491,5 @@ def quantifier_analysis(
             for column in ("exact_match", "f1", "confidence")}}
         for name, mask in groups.items()
     ])
+    numeric_focus.attrs = {"ratio": ratio, "quantifier": quantifier, "numbers": numbers}
     return QuantifierAnalysis(numeric_focus, performance)

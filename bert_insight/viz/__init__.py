@@ -24,6 +24,7 @@ from .attribution import jsd_heatmaps, layer_curves, passage_view, passage_word_
 # The comparison tables live with the analysis; re-exported here, where the notebook has used them.
 from ..attribution.ramnath2020 import (
     MLRC2020_BERT_BASE_SQUAD,
+    RAMNATH2020_PAPER,
     RAMNATH2020_TRENDS,
     ramnath2020_by_depth,
     ramnath2020_comparison,
@@ -47,6 +48,7 @@ __all__ = [
     "passage_view",
     "passage_word_scores",
     "MLRC2020_BERT_BASE_SQUAD",
+    "RAMNATH2020_PAPER",
     "RAMNATH2020_TRENDS",
     "qa_roles_view",
     "ramnath2020_by_depth",
