@@ -51,15 +51,19 @@ md("## Data and predictions\nHeld-out articles of the bundled SQuAD 2.0 subset, 
 code('''
 pool = bi.load_squad(version="2.0", split="heldout")
 examples = pool.sample(n=min(n_examples, len(pool)), random_state=seed)
-# The paper's example ("when did beyonce start becoming popular?") is a SQuAD 2.0 *training* question, not
-# in the dev data here: the nearest held-out question (TF-IDF cosine) stands in for it.
+# The paper's example ("when did beyonce start becoming popular?", answered "late 1990s") is a SQuAD 2.0
+# *training* question, not in the dev data here: the nearest held-out answerable question (TF-IDF cosine)
+# that our model answers stands in for it.
 paper_question = "when did beyonce start becoming popular?"
-nearest = bi.nearest_questions(pool[~pool["is_impossible"]], paper_question, n=1)
-examples = pd.concat([nearest.drop(columns="similarity"), examples]).drop_duplicates("example_id")
-example_id = nearest["example_id"].iloc[0]
+candidates = bi.nearest_questions(pool[~pool["is_impossible"]], paper_question, n=20)
+answered = bi.predict(handle, candidates.drop(columns="similarity"), progress=False).query("f1 > 0")
+stand_in = candidates[candidates["example_id"].isin(answered["example_id"])].head(1)
+stand_in = stand_in if len(stand_in) else candidates.head(1)
+example_id = stand_in["example_id"].iloc[0]
+examples = pd.concat([stand_in.drop(columns="similarity"), examples]).drop_duplicates("example_id")
 print(f"{len(examples)} questions ({int(examples['is_impossible'].sum())} unanswerable) from "
       f"{examples['title'].nunique()} articles; the paper's example stands in as {example_id!r}: "
-      f"{nearest['question'].iloc[0]!r} (similarity {nearest['similarity'].iloc[0]:.2f})")
+      f"{stand_in['question'].iloc[0]!r} (similarity {stand_in['similarity'].iloc[0]:.2f})")
 predictions = bi.predict(handle, examples, progress=False)
 bi.evaluate(predictions, examples=examples).head(3)
 ''')
@@ -83,24 +87,32 @@ code('''
 viz.show(viz.output_view(outputs, tokens=tokens, example_id=example_id))
 ''')
 md("""
-## What each layer looks at, measured over all examples
-The paper reads one example's pictures; here the share of absolute score on each kind of token, per layer,
-averaged over the examples: `cls`, `sep` (the other special tokens), `punctuation`, `question` (other question
-tokens), `answer` (other answer tokens), `passage` (the rest).
+## What each layer looks at, measured over all answered examples
+The paper reads one answered example's pictures; here the share of absolute score on each kind of token, per
+layer, averaged over the examples the model gives a span: `cls`, `sep` (the other special tokens),
+`punctuation`, `question` (other question tokens), `answer` (the predicted answer's other tokens), `passage`
+(the rest). A "no answer" prediction targets the [CLS] logits; those examples are summarised after.
+At the last hidden state only the target tokens' own vectors reach the QA head, so that row is all
+answer (or [CLS]) by construction.
 """)
 code('''
-focus = bi.layer_focus(attributions, tokens=tokens)
-viz.show(viz.layer_curves(focus, y="share", group="kind", facet="target", title="share of |score|"))
-focus.pivot_table(index="layer", columns=["target", "kind"], values="share", observed=True).round(3)
+spans = predictions.loc[predictions["pred_text"] != "", "example_id"]
+focus = bi.layer_focus(attributions[attributions["example_id"].isin(spans)], tokens=tokens)
+viz.show(viz.layer_curves(focus, y="share", group="kind", facet="target", title="share of |score|, answered"))
+display(focus.pivot_table(index="layer", columns=["target", "kind"], values="share", observed=True).round(3))
+null_focus = bi.layer_focus(attributions[~attributions["example_id"].isin(spans)], tokens=tokens)
+print(f"'no answer' predictions ({(~predictions['example_id'].isin(spans)).sum()}): share on [CLS] per layer")
+null_focus.query("kind == 'cls'").pivot_table(index="layer", columns="target", values="share").round(3).T
 ''')
 md("## Clusters of attribution profiles\nEach example's profile: per layer, the share of |score| on question, answer, supporting (near the answer or repeating a question word), other passage and special tokens. k-means; k by silhouette when `k=\"auto\"`.")
 code('''
-clusters = bi.cluster_profiles(attributions, tokens=tokens, examples=examples, k=k, seed=seed)
+clusters = bi.cluster_profiles(attributions, tokens=tokens, examples=examples, predictions=predictions, k=k,
+                               seed=seed)
 print(clusters.silhouette.round(3).to_string(index=False))
 viz.show(viz.layer_curves(clusters.profiles, y="share", group="group", facet="cluster", title="profile"))
 clusters.clusters["cluster"].value_counts().sort_index().rename("n_examples").to_frame()
 ''')
-md("### Question types and answerability per cluster\nShare within each cluster; the chi-square test asks whether cluster and question type (or answerable vs unanswerable) are independent.")
+md("### Question types, answerability and the model's own answer per cluster\nShare within each cluster; the chi-square test asks whether cluster and question type (or answerable vs unanswerable, or predicted span vs \"no answer\") are independent.")
 code('''
 mix = clusters.mix.pivot_table(index=["variable", "value"], columns="cluster", values="share", fill_value=0.0)
 display(mix.round(2))
@@ -108,7 +120,7 @@ clusters.independence.round(4)
 ''')
 md("## The paper's observations beside ours")
 code('''
-comparison = bi.deeplift2019_comparison(focus, outputs=outputs, tokens=tokens)
+comparison = bi.deeplift2019_comparison(focus, outputs=outputs[outputs["example_id"].isin(spans)], tokens=tokens)
 print("thirds of our depth:", comparison.attrs["thirds"])
 comparison
 ''')

@@ -86,6 +86,12 @@ def test_auto_k_finds_the_two_kinds_and_the_test_sees_question_type_follow_them(
     assert tests.loc["answerable", "p_value"] > 0.5
     mix = result.mix.query("variable == 'question_type'")
     assert mix.groupby("cluster")["share"].sum().round(12).eq(1).all()
+    # with predictions: an empty prediction for every answer-heavy example follows the clusters exactly
+    predictions = pd.DataFrame({"example_id": examples["example_id"],
+                                "pred_text": ["" if i < 6 else "x" for i in range(12)]})
+    with_predictions = cluster_profiles(attributions, tokens=tokens, examples=examples, predictions=predictions)
+    test = with_predictions.independence.set_index("variable").loc["prediction"]
+    assert test["p_value"] < 0.05 and test["cramers_v"] > 0.6
 
 
 def test_given_k_is_used_and_clusters_are_numbered_by_size():
@@ -147,6 +153,7 @@ def test_deeplift2019_comparison_reads_each_finding_from_the_measurements():
     from bert_insight.attribution.deeplift2019 import deeplift2019_comparison
 
     tokens = pd.DataFrame({"example_id": ["a"] * 4, "token_index": range(4),
+                           "segment": ["special", "question", "context", "context"],
                            "role": ["special", "question", "answer", "other"]})
     outputs = pd.DataFrame({"example_id": ["a"] * 4, "token_index": range(4),
                             "start_probability": [0.1, 0.0, 0.8, 0.1], "end_probability": [0.2, 0.0, 0.7, 0.1]})
@@ -158,3 +165,8 @@ def test_deeplift2019_comparison_reads_each_finding_from_the_measurements():
     unlike = deeplift2019_comparison(synthetic_focus(5, [0.05, 0.05, 0.2, 0.2, 0.05, 0.05]), outputs=flat,
                                      tokens=tokens).set_index("finding")
     assert not unlike.loc[["sep_first", "punctuation_next", "question_dip", "answer_at_output"], "agrees"].any()
+    # a [SEP] peak early is not "focus" when [SEP] gets less than twice its share of the tokens
+    crowded = tokens.assign(segment=["special", "special", "special", "context"])  # 2 of 4 tokens are [SEP]
+    weak = deeplift2019_comparison(synthetic_focus(0, [0.2, 0.2, 0.05, 0.05, 0.2, 0.2]), outputs=outputs,
+                                   tokens=crowded).set_index("finding")
+    assert not weak.loc["sep_first", "agrees"]

@@ -40,7 +40,8 @@ def deeplift2019_comparison(focus: pd.DataFrame, *, outputs: pd.DataFrame, token
     require_columns(focus, ("layer", "target", "kind", "share"), what="focus", made_by="bert_insight.layer_focus")
     require_columns(outputs, ("example_id", "token_index", "start_probability", "end_probability"), what="outputs",
                     made_by="bert_insight.layer_deeplift")
-    require_columns(tokens, ("example_id", "token_index", "role"), what="tokens", made_by="bert_insight.tokens")
+    require_columns(tokens, ("example_id", "token_index", "segment", "role"), what="tokens",
+                    made_by="bert_insight.tokens")
     shares = focus.groupby(["layer", "kind"], observed=True)["share"].mean().unstack("kind")
     layers = sorted(int(layer) for layer in shares.index)
     if len(layers) < 3:
@@ -52,6 +53,10 @@ def deeplift2019_comparison(focus: pd.DataFrame, *, outputs: pd.DataFrame, token
         return float(shares.loc[thirds[part], kind].mean())
 
     sep_peak = int(shares["sep"].idxmax())
+    # How much [SEP] would get if every token got the same share: the bar for "focuses on [SEP]".
+    kinds = tokens.astype({"example_id": str})
+    sep_tokens = float(((kinds["segment"] == "special")
+                        & (kinds["token_index"] != kinds.groupby("example_id")["token_index"].transform("min"))).mean())
     punctuation_peak = int(shares["punctuation"].idxmax())
     question = {part: mean_over("question", part) for part in thirds}
     joined = outputs.astype({"example_id": str}).merge(
@@ -61,9 +66,10 @@ def deeplift2019_comparison(focus: pd.DataFrame, *, outputs: pd.DataFrame, token
                                                                               "end_probability"]].sum()
     answer_mass = float(on_answer.mean().mean()) if len(on_answer) else float("nan")
     rows = [
-        ("sep_first", f"layer with the largest [SEP] share (of 0..{layers[-1]}); [SEP] share early / late",
-         f"layer {sep_peak}; {mean_over('sep', 'early'):.3f} / {mean_over('sep', 'late'):.3f}",
-         sep_peak in thirds["early"]),
+        ("sep_first", f"layer with the largest [SEP] share (of 0..{layers[-1]}); [SEP] share early / late; "
+                      "[SEP]'s share of the tokens (agrees: peak early and at least twice that share)",
+         f"layer {sep_peak}; {mean_over('sep', 'early'):.3f} / {mean_over('sep', 'late'):.3f}; {sep_tokens:.3f}",
+         sep_peak in thirds["early"] and mean_over("sep", "early") >= 2 * sep_tokens),
         ("punctuation_next", "layer with the largest punctuation share, after the [SEP] peak?",
          f"layer {punctuation_peak} (the [SEP] peak: {sep_peak})", punctuation_peak >= sep_peak),
         ("question_dip", "question tokens' share, early / middle / late thirds",

@@ -120,6 +120,7 @@ def cluster_profiles(
     k: int | str = "auto",
     features: Iterable[str] = PROFILE_GROUPS,
     seed: int = 0,
+    predictions: pd.DataFrame | None = None,
 ) -> ProfileClusters:
     """Cluster examples by their per-layer attribution profile (k-means; ``k="auto"``: the best silhouette
     for k = 2..8).
@@ -128,13 +129,15 @@ def cluster_profiles(
     :func:`bert_insight.tokens` on the same examples and predictions; ``examples``: the examples frame
     (question types from the question's wh-word; answerable from ``is_impossible`` where present, else
     from the gold answers). ``features``: which groups' shares form the profile (any of
-    :data:`PROFILE_GROUPS`).
+    :data:`PROFILE_GROUPS`). ``predictions`` (optional, from :func:`bert_insight.predict`) add the variable
+    "prediction": "span" or "no_answer" (an empty prediction, whose targets are the [CLS] logits).
 
     Returns ProfileClusters(clusters, profiles, mix, independence, silhouette):
       clusters: example_id, cluster (0-based, ordered by size, largest first).
       profiles: cluster, layer, group, share (mean share of absolute score over the cluster's examples),
         n_examples.
-      mix: cluster, variable ("question_type" or "answerable"), value, count, share (within the cluster).
+      mix: cluster, variable ("question_type", "answerable", and "prediction" when predictions are given),
+        value, count, share (within the cluster).
       independence: variable, chi2, dof, p_value, cramers_v, n_examples (chi-square test of independence
         of cluster and variable; NaN where the variable takes one value).
       silhouette: k, silhouette (every k tried; one row when k was given).
@@ -193,6 +196,14 @@ def cluster_profiles(
         answerable = pd.Series(True, index=described.index)
     variables = {"question_type": described["question"].map(question_type).to_numpy(),
                  "answerable": answerable.to_numpy()}
+    if predictions is not None:
+        require_columns(predictions, ("example_id", "pred_text"), what="predictions", made_by="bert_insight.predict")
+        texts = predictions.astype({"example_id": str}).set_index("example_id")["pred_text"]
+        predicted = texts.reindex(clusters["example_id"])
+        if predicted.isna().any():
+            raise BertInsightInputError("predictions lack some attributed example ids; pass the predictions the "
+                                        "attributions were made from.")
+        variables["prediction"] = np.where(predicted.astype(str).eq(""), "no_answer", "span")
     mix_parts, tests = [], []
     for name, values in variables.items():
         crossed = pd.crosstab(clusters["cluster"].to_numpy(), values)
