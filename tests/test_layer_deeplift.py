@@ -31,6 +31,10 @@ def handle_of(family: str, tokenizer, attention: str = "eager", dtype=torch.floa
 @pytest.mark.parametrize("attention", ["eager", "sdpa"])
 @pytest.mark.parametrize("baseline", ["zero", "reference_input"])
 def test_scores_add_up_to_the_output_change_on_every_family(family, attention, baseline, tokenizer):
+    import transformers
+
+    if family == "electra" and attention == "sdpa" and int(transformers.__version__.split(".")[0]) < 5:
+        pytest.skip("transformers 4.x has no SDPA attention for ELECTRA")
     handle = handle_of(family, tokenizer, attention)
     _, convergence, _ = layer_deeplift(handle, make_examples(2), targets=ALL_TARGETS, baseline=baseline,
                                        progress=False, **WINDOW)

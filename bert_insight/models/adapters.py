@@ -124,8 +124,10 @@ class ArchitectureAdapter:
         version's block expects; padded batches should go through the full model forward instead.
         """
         block = self.blocks(model)[layer]
-        if attention_mask is None and self.family == "distilbert" and _TRANSFORMERS_MAJOR < 5:
-            # 4.x DistilBERT eager attention needs its 2-d keep-mask even without padding.
+        if (attention_mask is None and self.family == "distilbert" and _TRANSFORMERS_MAJOR < 5
+                and type(block.attention).__name__ != "DistilBertSdpaAttention"):
+            # 4.x DistilBERT eager attention needs its 2-d keep-mask even without padding (its SDPA class
+            # hands the mask to SDPA as it is, where None is the unpadded case).
             attention_mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
         if self.family == "albert":
             # Call the group's layers one by one: 4.x AlbertLayerGroup insists on a head_mask list.
