@@ -113,11 +113,18 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def build_into(directory: Path, *, progress: bool, train_seconds: float | None = None) -> dict:
-    """Fine-tune, evaluate and save the default model into ``directory``; returns its card."""
+def build_environment() -> dict:
+    """The card fields that say where and when a model was built: cpu, cpu_threads, torch, transformers, date."""
     import torch
     import transformers
 
+    return {"cpu": cpu_name(), "cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def build_into(directory: Path, *, progress: bool, train_seconds: float | None = None) -> dict:
+    """Fine-tune, evaluate and save the default model into ``directory``; returns its card."""
     started = time.perf_counter()
     train = load_squad(split="train")
     heldout = load_squad(split="heldout")
@@ -155,11 +162,7 @@ def build_into(directory: Path, *, progress: bool, train_seconds: float | None =
         "exact_match": round(float(scores.loc["all", "exact_match"]), 2),
         "f1": round(float(scores.loc["all", "f1"]), 2),
         "seconds": round(time.perf_counter() - started, 1),
-        "cpu": cpu_name(),
-        "cpu_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **build_environment(),
         "training_log": training["training_log"],
     }
     save_checkpoint(replace(handle, card=card), directory)

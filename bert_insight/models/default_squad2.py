@@ -14,7 +14,6 @@ defaults (:func:`bert_insight.models.store.build_once`).
 
 from __future__ import annotations
 
-import datetime as _dt
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 from ..data import load_squad
 from ..qa import evaluate, predict, tune_null_threshold
 from .checkpoint import load_checkpoint, save_checkpoint
-from .default import BASE_MODEL_NAME, DEFAULT_DISPLAY_NAME, EVAL_SETTINGS, cpu_name, ensure_default_model, say
+from .default import BASE_MODEL_NAME, DEFAULT_DISPLAY_NAME, EVAL_SETTINGS, build_environment, ensure_default_model, say
 from .finetune import finetune_qa
 from .store import build_once, model_dir
 
@@ -42,9 +41,6 @@ def squad2_model_dir() -> Path:
 
 def build_squad2_into(directory: Path, *, progress: bool = True) -> dict:
     """Fine-tune, tune the null threshold, evaluate and save the SQuAD 2.0 default; returns its card."""
-    import torch
-    import transformers
-
     started = time.perf_counter()
     train = load_squad(version="2.0", split="train")
     heldout = load_squad(version="2.0", split="heldout")
@@ -86,11 +82,7 @@ def build_squad2_into(directory: Path, *, progress: bool = True) -> dict:
                            "f1": round(float(scores.loc[group, "f1"]), 2)}
                    for group in ("all", "has_answer", "no_answer") if group in scores.index},
         "seconds": round(time.perf_counter() - started, 1),
-        "cpu": cpu_name(),
-        "cpu_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **build_environment(),
         "training_log": training["training_log"],
     }
     save_checkpoint(replace(handle, card=card), directory)
