@@ -48,7 +48,9 @@ def main(argv=None) -> int:
     attributions, _ = bi.layer_ig(handle, examples, predictions=predictions, layers="all", n_steps=args.n_steps,
                                   cache_dir=args.cache_dir, progress=True)
     L = handle.num_layers
-    outputs = attributions[attributions["layer"] >= 1]
+    # Block outputs 1..L-1: the last one (L) is degenerate with logit targets (only the target token reaches
+    # the linear QA head), where the authors' probability target is not.
+    outputs = attributions[(attributions["layer"] >= 1) & (attributions["layer"] <= L - 1)]
     inputs = attributions[attributions["layer"] <= L - 1]
     predicted = bi.tokens(handle, examples, predictions=predictions)
     gold = bi.tokens(handle, examples, predictions=predictions, answer="gold")
@@ -69,7 +71,7 @@ def main(argv=None) -> int:
     columns = ["statistic", "group", "depth", "paper", "bert_base", "ours_paper_definitions",
                "ours_earlier_definitions"]
     print(f"{args.dataset}: {len(examples)} questions, EM {100 * predictions['exact_match'].mean():.1f}; "
-          f"{handle.name}; hidden states 1..{L} (paper definitions) and 0..{L - 1} (earlier)")
+          f"{handle.name}; hidden states 1..{L - 1} (paper definitions; {L} is degenerate) and 0..{L - 1} (earlier)")
     with pd.option_context("display.width", 200, "display.max_rows", 200):
         print((joined[columns].set_index(["statistic", "group", "depth"]) * 100).round(1).to_string())
         print()

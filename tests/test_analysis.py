@@ -599,3 +599,15 @@ def test_punctuation_rule_and_the_papers_pos_groups():
     assert unicode["punctuation"] == pytest.approx(0.6) and ascii_rule["punctuation"] == pytest.approx(0.4)
     with pytest.raises(BertInsightInputError, match="grouping="):
         topk_pos(attributions, tokens=tokens, tagger=tagger, grouping="tags")
+
+
+def test_jsd_tail_leaves_out_a_layer_whose_importance_is_all_in_its_top_words():
+    # hidden state 2 puts everything on two words (the last block output of a logit target does): its tail
+    # is empty, so only layers 0 and 1 are compared for this example, and their divergence is unchanged.
+    tokens = make_tokens("a", [f"w{i}" for i in range(6)])
+    attributions = make_attributions(tokens, {(0, "start"): [6, 5, 4, 3, 2, 1], (1, "start"): [1, 2, 3, 4, 5, 6],
+                                              (2, "start"): [0, 0, 0, 0, 9, 9]})
+    tail = importance_jsd(attributions, top_k=2, keep="tail")
+    assert set(tail["layer_a"]) == {0, 1}
+    both = importance_jsd(attributions[attributions["layer"] < 2], top_k=2, keep="tail")
+    pd.testing.assert_frame_equal(tail.reset_index(drop=True), both.reset_index(drop=True))

@@ -185,8 +185,8 @@ def test_frames_name_the_method_and_the_quadrature_apart(tiny_handle):
 
 def test_layer_selections_and_old_parameter_names(tiny_handle):
     settings = dict(n_steps=2, progress=False, **WINDOW)
-    block_outputs, _ = layer_ig(tiny_handle, make_examples(1), **settings)  # the default: the paper's L0..L(L-1)
-    block_inputs, _ = layer_ig(tiny_handle, make_examples(1), layers="block_inputs", **settings)
+    block_inputs, _ = layer_ig(tiny_handle, make_examples(1), **settings)  # the default
+    block_outputs, _ = layer_ig(tiny_handle, make_examples(1), layers="block_outputs", **settings)
     every, _ = layer_ig(tiny_handle, make_examples(1), layers="all", **settings)
     assert sorted(block_outputs.layer.unique()) == list(range(1, tiny_handle.num_layers + 1))
     assert sorted(block_inputs.layer.unique()) == list(range(tiny_handle.num_layers))

@@ -171,8 +171,9 @@ def importance_jsd(
     Per example, target and layer, word importances (:func:`word_importance`) are cut to the layer's
     own ``top_k`` words (``keep="head"``), stripped of them (``"tail"``) or left whole (``"all"``),
     and renormalised. The divergence is ``scipy.spatial.distance.jensenshannon(p, q, base=2) ** 2``
-    (the squared Jensen-Shannon distance), in bits, so it lies in [0, 1]. Examples where a layer has no importance left (e.g. "tail" on a
-    passage of at most ``top_k`` words) are dropped.
+    (the squared Jensen-Shannon distance), in bits, so it lies in [0, 1]. A layer with no importance left
+    (e.g. "tail" on a passage of at most ``top_k`` words, or the degenerate last block output of a logit
+    target) is left out for that example; examples with fewer than two such layers are dropped.
 
     Columns with ``average=True``: target, layer_a, layer_b, jsd (mean over examples), n_examples;
     every ordered pair including layer_a == layer_b (jsd 0), so the frame pivots to a full matrix.
@@ -188,11 +189,13 @@ def importance_jsd(
         matrix = group.pivot(index="layer", columns="word_index", values="importance").fillna(0.0)
         kept = _keep(matrix.to_numpy(dtype=float), top_k, keep)
         totals = kept.sum(axis=1, keepdims=True)
-        if (totals <= 0).any():
+        alive = totals[:, 0] > 0  # a layer with nothing left (e.g. "tail" where all importance is on 2 words)
+        if alive.sum() < 2:
             continue
+        kept, totals = kept[alive], totals[alive]
         # scipy's fast pdist metric works in nats; the squared distance is the divergence.
         divergence = squareform(pdist(kept / totals, metric="jensenshannon") ** 2) / np.log(2)
-        layers = matrix.index.to_numpy()
+        layers = matrix.index.to_numpy()[alive]
         layer_a, layer_b = np.meshgrid(layers, layers, indexing="ij")
         rows.append(pd.DataFrame({"example_id": example_id, "target": target, "layer_a": layer_a.ravel(),
                                   "layer_b": layer_b.ravel(), "jsd": divergence.ravel()}))

@@ -104,7 +104,7 @@ def layer_ig(
     handle,
     examples: pd.DataFrame,
     *,
-    layers: str | int | Iterable[int] = "block_outputs",
+    layers: str | int | Iterable[int] = "block_inputs",
     targets: str | Iterable[str] = ("start", "end"),
     n_steps: int = 50,
     quadrature: str = "riemann",
@@ -126,11 +126,11 @@ def layer_ig(
     ----------
     handle: a :class:`~bert_insight.models.handle.QAModelHandle`.
     examples: examples frame (example_id, question, context, ...), e.g. from ``load_squad``.
-    layers: hidden states (``bert_insight.layers``): "block_outputs" (default) = 1..L, the outputs of
-        the blocks: the paper's L0..L11 for BERT-base (its released code interpolates block l's output);
-        "block_inputs" = 0..L-1 (the embedding output and the inputs of blocks 1..L-1; this library's
-        default before 0.2); "all" = 0..L (at L only the linear QA head remains, so IG is exact there);
-        or layer numbers in 0..L.
+    layers: hidden states (``bert_insight.layers``): "block_inputs" (default) = 0..L-1; "block_outputs" =
+        1..L, the paper's L0..L11 as its released code counts them (it interpolates block l's output), but
+        with a logit target hidden state L is degenerate: only the target token's own vector reaches the
+        linear QA head, so all importance sits on that token (the authors' code attributed the max
+        *probability*, whose softmax spreads the gradient); "all" = 0..L; or layer numbers in 0..L.
     targets: "start" and/or "end" (the logit of the predicted start / end token, the paper's text; both
         share one forward pass) and/or "start+end" (their sum, what the paper's released code attributed,
         with n_steps=20).
