@@ -152,7 +152,7 @@ def synthetic_focus(sep_peak: int, question_by_layer: list[float]) -> pd.DataFra
 def test_deeplift2019_comparison_reads_each_finding_from_the_measurements():
     from bert_insight.attribution.deeplift2019 import deeplift2019_comparison
 
-    tokens = pd.DataFrame({"example_id": ["a"] * 4, "token_index": range(4),
+    tokens = pd.DataFrame({"example_id": ["a"] * 4, "token_index": range(4), "token": ["[CLS]", "who", "x", "y"],
                            "segment": ["special", "question", "context", "context"],
                            "role": ["special", "question", "answer", "other"]})
     outputs = pd.DataFrame({"example_id": ["a"] * 4, "token_index": range(4),

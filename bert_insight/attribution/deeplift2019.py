@@ -13,6 +13,7 @@ import pandas as pd
 
 from ..errors import BertInsightInputError
 from ..frames import require_columns
+from .profiles import token_kinds
 
 #: The paper's observations, in its order (section 5, example 1).
 DEEPLIFT2019_FINDINGS = {
@@ -35,12 +36,12 @@ def deeplift2019_comparison(focus: pd.DataFrame, *, outputs: pd.DataFrame, token
 
     ``focus``: :func:`bert_insight.attribution.profiles.layer_focus` of the DeepLIFT attributions (both
     targets are averaged); ``outputs``: layer_deeplift's outputs frame; ``tokens``: the tokens frame of the
-    same predictions (answer tokens: role "answer").
+    same predictions (answer tokens: role "answer"; [SEP]: :func:`~bert_insight.attribution.profiles.token_kinds`).
     """
     require_columns(focus, ("layer", "target", "kind", "share"), what="focus", made_by="bert_insight.layer_focus")
     require_columns(outputs, ("example_id", "token_index", "start_probability", "end_probability"), what="outputs",
                     made_by="bert_insight.layer_deeplift")
-    require_columns(tokens, ("example_id", "token_index", "segment", "role"), what="tokens",
+    require_columns(tokens, ("example_id", "token_index", "token", "segment", "role"), what="tokens",
                     made_by="bert_insight.tokens")
     shares = focus.groupby(["layer", "kind"], observed=True)["share"].mean().unstack("kind")
     layers = sorted(int(layer) for layer in shares.index)
@@ -54,9 +55,7 @@ def deeplift2019_comparison(focus: pd.DataFrame, *, outputs: pd.DataFrame, token
 
     sep_peak = int(shares["sep"].idxmax())
     # How much [SEP] would get if every token got the same share: the bar for "focuses on [SEP]".
-    kinds = tokens.astype({"example_id": str})
-    sep_tokens = float(((kinds["segment"] == "special")
-                        & (kinds["token_index"] != kinds.groupby("example_id")["token_index"].transform("min"))).mean())
+    sep_tokens = float((token_kinds(tokens) == "sep").mean())
     punctuation_peak = int(shares["punctuation"].idxmax())
     question = {part: mean_over("question", part) for part in thirds}
     joined = outputs.astype({"example_id": str}).merge(

@@ -37,6 +37,24 @@ class ProfileClusters(NamedTuple):
     silhouette: pd.DataFrame
 
 
+def _magnitude_shares(attributions: pd.DataFrame, labels: pd.DataFrame, column: str, order: tuple[str, ...],
+                      by: list[str]) -> pd.DataFrame:
+    """Per ``by`` (e.g. example and layer) the share of absolute score on each value of ``labels[column]``
+    (labels: example_id, token_index, ``column``); long frame: ``by``, ``column``, share (sums to 1)."""
+    joined = attributions.astype({"example_id": str}).merge(labels.astype({"example_id": str}),
+                                                            on=["example_id", "token_index"], how="left")
+    if joined[column].isna().any():
+        missing = joined.loc[joined[column].isna(), "example_id"].iloc[0]
+        raise BertInsightInputError(
+            f"tokens has no row for some attributed tokens (first example: {missing!r}); make both frames from "
+            "the same examples and predictions (tokens(handle, examples, predictions=predictions)).")
+    joined["magnitude"] = joined["score"].abs()
+    sums = joined.groupby(by + [column], sort=False)["magnitude"].sum()
+    table = sums.unstack(column, fill_value=0.0).reindex(columns=list(order), fill_value=0.0)
+    shares = table.div(table.sum(axis=1).replace(0.0, np.nan), axis=0).fillna(0.0)
+    return shares.stack().rename("share").reset_index()
+
+
 def profile_shares(attributions: pd.DataFrame, *, tokens: pd.DataFrame) -> pd.DataFrame:
     """Per example, layer and group the share of absolute score (targets summed). Columns: example_id,
     layer, group, share (sums to 1 over the groups of an example and layer)."""
@@ -46,56 +64,41 @@ def profile_shares(attributions: pd.DataFrame, *, tokens: pd.DataFrame) -> pd.Da
     methods = attributions["method"].unique().tolist()
     if len(methods) > 1:
         raise BertInsightInputError(f"attributions mix the methods {methods}; cluster one method at a time.")
-    roles = tokens[["example_id", "token_index", "role"]].astype({"example_id": str})
-    joined = attributions.astype({"example_id": str}).merge(roles, on=["example_id", "token_index"], how="left")
-    if joined["role"].isna().any():
-        missing = joined.loc[joined["role"].isna(), "example_id"].iloc[0]
-        raise BertInsightInputError(
-            f"tokens has no row for some attributed tokens (first example: {missing!r}); make both frames from "
-            "the same examples and predictions (tokens(handle, examples, predictions=predictions)).")
-    joined["group"] = joined["role"].map(_GROUP_OF_ROLE).fillna("other")
-    joined["magnitude"] = joined["score"].abs()
-    sums = joined.groupby(["example_id", "layer", "group"], sort=False)["magnitude"].sum()
-    frame = sums.unstack("group", fill_value=0.0).reindex(columns=list(PROFILE_GROUPS), fill_value=0.0)
-    totals = frame.sum(axis=1).replace(0.0, np.nan)
-    shares = frame.div(totals, axis=0).fillna(0.0)
-    return shares.stack().rename("share").reset_index()
+    groups = tokens[["example_id", "token_index"]].assign(group=tokens["role"].map(_GROUP_OF_ROLE).fillna("other"))
+    groups.loc[tokens["role"].isna().to_numpy(), "group"] = np.nan  # no role: reported as a missing token
+    return _magnitude_shares(attributions, groups, "group", PROFILE_GROUPS, ["example_id", "layer"])
 
 
 #: What :func:`layer_focus` measures: the DeepLIFT study's reading of its heatmaps, one kind per token.
 FOCUS_KINDS = ("cls", "sep", "punctuation", "question", "answer", "passage")
 
 
-def layer_focus(attributions: pd.DataFrame, *, tokens: pd.DataFrame) -> pd.DataFrame:
-    """Per layer and target, the mean over examples of the share of absolute score on each token kind:
-    cls (the first special token), sep (the other special tokens), punctuation (pieces made only of
-    punctuation, question or passage), question (other question tokens), answer (other answer tokens),
-    passage (the rest of the passage). Columns: layer, target, kind, share, n_examples. The measured
-    form of "early layers look at [SEP], then at punctuation, then at question keywords; the output at
-    the answer"."""
+def token_kinds(tokens: pd.DataFrame) -> pd.Series:
+    """Each token's kind of :data:`FOCUS_KINDS` (aligned with ``tokens``): cls (the window's first special
+    token), sep (its other special tokens), punctuation (a piece of punctuation only), question, answer
+    (role answer), passage (the rest)."""
     from ..text import is_punctuation
 
-    require_columns(attributions, ATTRIBUTION_COLUMNS, what="attributions",
-                    made_by="bert_insight.layer_deeplift or bert_insight.layer_ig")
     require_columns(tokens, ("example_id", "token_index", "token", "segment", "role"), what="tokens",
                     made_by="bert_insight.tokens")
-    kinds = tokens[["example_id", "token_index", "token", "segment", "role"]].astype({"example_id": str}).copy()
-    first = kinds.groupby("example_id")["token_index"].transform("min")
-    punctuation = kinds["token"].astype(str).map(is_punctuation)
-    kinds["kind"] = np.select(
-        [(kinds["segment"] == "special") & (kinds["token_index"] == first), kinds["segment"] == "special",
-         punctuation, kinds["segment"] == "question", kinds["role"] == "answer"],
+    first = tokens.groupby(tokens["example_id"].astype(str))["token_index"].transform("min")
+    special = tokens["segment"] == "special"
+    kinds = np.select(
+        [special & (tokens["token_index"] == first), special, tokens["token"].astype(str).map(is_punctuation),
+         tokens["segment"] == "question", tokens["role"] == "answer"],
         ["cls", "sep", "punctuation", "question", "answer"], default="passage")
-    joined = attributions.astype({"example_id": str}).merge(kinds[["example_id", "token_index", "kind"]],
-                                                            on=["example_id", "token_index"], how="left")
-    if joined["kind"].isna().any():
-        raise BertInsightInputError("tokens has no row for some attributed tokens; make both frames from the same "
-                                    "examples and predictions.")
-    joined["magnitude"] = joined["score"].abs()
-    sums = joined.groupby(["example_id", "layer", "target", "kind"])["magnitude"].sum()
-    table = sums.unstack("kind", fill_value=0.0).reindex(columns=list(FOCUS_KINDS), fill_value=0.0)
-    shares = table.div(table.sum(axis=1).replace(0.0, np.nan), axis=0).fillna(0.0)
-    long = shares.stack().rename("share").reset_index()
+    return pd.Series(kinds, index=tokens.index, name="kind")
+
+
+def layer_focus(attributions: pd.DataFrame, *, tokens: pd.DataFrame) -> pd.DataFrame:
+    """Per layer and target, the mean over examples of the share of absolute score on each token kind
+    (:func:`token_kinds`): cls, sep, punctuation, question, answer, passage. Columns: layer, target, kind,
+    share, n_examples. The measured form of "early layers look at [SEP], then at punctuation, then at
+    question keywords; the output at the answer"."""
+    require_columns(attributions, ATTRIBUTION_COLUMNS, what="attributions",
+                    made_by="bert_insight.layer_deeplift or bert_insight.layer_ig")
+    kinds = tokens[["example_id", "token_index"]].assign(kind=token_kinds(tokens))
+    long = _magnitude_shares(attributions, kinds, "kind", FOCUS_KINDS, ["example_id", "layer", "target"])
     result = long.groupby(["layer", "target", "kind"], sort=False)["share"].mean().rename("share").reset_index()
     result["n_examples"] = long["example_id"].nunique()
     result["kind"] = pd.Categorical(result["kind"], categories=list(FOCUS_KINDS), ordered=True)
