@@ -311,9 +311,10 @@ def evaluate(predictions: pd.DataFrame, *, examples: pd.DataFrame) -> pd.DataFra
     for _, example in examples.iterrows():
         text = predicted[str(example["example_id"])]
         text = "" if not isinstance(text, str) else text
-        exact, overlap = score_prediction(text, _gold_texts(example), squad2=squad2)
+        golds = _gold_texts(example)
+        exact, overlap = score_prediction(text, golds, squad2=squad2)
         rows.append({"group": question_type(example["question"]), "exact_match": exact, "f1": overlap,
-                     "answerable": bool(_gold_texts(example))})
+                     "answerable": bool(golds)})
     scored = pd.DataFrame(rows, columns=["group", "exact_match", "f1", "answerable"]).dropna()
 
     def summary(group: str, part: pd.DataFrame) -> dict:

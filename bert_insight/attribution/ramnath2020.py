@@ -115,10 +115,17 @@ def depth_bins(layers: list[int]) -> dict[int, str]:
             for position, run in enumerate(np.array_split(np.array(ordered), 3)) for layer in run}
 
 
-def _paper_series(dataset: str, statistic: str, group: str) -> tuple[float, ...] | None:
-    if statistic == "quantifier":
-        return None
-    return RAMNATH2020_PAPER.get((dataset, statistic, group))
+def _paper_series(dataset: str, statistic: str, group: str) -> dict[int, float]:
+    """The paper's percent values of one statistic by its layer index (only the reported layers)."""
+    if (statistic, group) == ("quantifier", "numeric_ratio"):
+        return dict(RAMNATH2020_QUANTIFIER_RATIO[dataset])
+    return dict(enumerate(RAMNATH2020_PAPER.get((dataset, statistic, group), ())))
+
+
+def _third_mean(values: dict[int, float], bins: dict[int, str], depth: str) -> float:
+    """Mean of the percent ``values`` whose layer falls in ``depth``, as a fraction; NaN where none is."""
+    inside = [value for layer, value in values.items() if bins[layer] == depth]
+    return float(np.mean(inside)) / 100 if inside else np.nan
 
 
 @keywords_only("categories", "pos", "quantifiers")
@@ -160,21 +167,13 @@ def ramnath2020_by_depth(*, categories: pd.DataFrame, pos: pd.DataFrame, quantif
         ours = ours[ours["group"].astype(str) == group]
         ours_bins = depth_bins(ours["layer"].unique().tolist()) if len(ours) else {}
         paper = _paper_series(dataset, statistic, group)
-        mlrc = MLRC2020_BERT_BASE_SQUAD.get((statistic, group)) if dataset == "squad" else None
+        mlrc = dict(enumerate(MLRC2020_BERT_BASE_SQUAD.get((statistic, group), ()))) if dataset == "squad" else {}
         for depth in DEPTH_BINS:
             chosen = ours.loc[ours["layer"].map(ours_bins) == depth, "share"] if len(ours) else pd.Series(dtype=float)
-            if statistic == "quantifier" and group == "numeric_ratio":
-                reported = [value for layer, value in RAMNATH2020_QUANTIFIER_RATIO[dataset].items()
-                            if reference_bins[layer] == depth]
-                paper_value = float(np.mean(reported)) / 100 if reported else np.nan
-            else:
-                paper_value = (float(np.mean([v for layer, v in enumerate(paper) if reference_bins[layer] == depth]))
-                               / 100 if paper else np.nan)
-            mlrc_value = (float(np.mean([v for layer, v in enumerate(mlrc) if reference_bins[layer] == depth])) / 100
-                          if mlrc else np.nan)
             rows.append({"statistic": statistic, "group": group, "depth": depth,
                          "ours": float(chosen.mean()) if len(chosen) else np.nan,
-                         "paper": paper_value, "bert_base": mlrc_value})
+                         "paper": _third_mean(paper, reference_bins, depth),
+                         "bert_base": _third_mean(mlrc, reference_bins, depth)})
     frame = pd.DataFrame(rows)
     frame["depth"] = pd.Categorical(frame["depth"], categories=DEPTH_BINS, ordered=True)
     frame.attrs = {"reference": f"paper: Ramnath et al. 2020 Tables 1, 2, 5, 6 and section 5.2 ({dataset}); "
