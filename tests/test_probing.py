@@ -27,7 +27,7 @@ from bert_insight.probing import (
 from bert_insight.probing.bank import ProbeBank, ProbeSpec
 from bert_insight.probing.edge import plan_probes, probe_encoded
 from bert_insight.probing.encode import EncodedTargets
-from bert_insight.probing.train import ProbeSettings, predict_bank, train_bank
+from bert_insight.probing.train import ProbeSettings, macro_f1, predict_bank, train_bank
 
 
 # ---- summary statistics (hand-computed) ---------------------------------------------------------------------
@@ -73,6 +73,25 @@ def test_micro_f1_equals_sklearn_on_multilabel_decisions():
 
     assert micro_f1(one, gold)[2] == pytest.approx(100 * f1_score(gold[:, 0], one[:, 0] > 0.5))
     assert micro_f1(np.zeros((3, 2)), np.zeros((3, 2), dtype=bool)) == (0.0, 0.0, 0.0)
+
+
+def test_macro_f1_equals_sklearn_per_label_mean_and_binary_two_class_mean():
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(1)
+    probabilities = rng.random((300, 5))
+    labels = rng.random((300, 5)) < 0.4
+    expected = f1_score(labels, probabilities > 0.5, average="macro", zero_division=1)
+    assert macro_f1(probabilities, labels) == pytest.approx(100 * expected)
+    # Binary: the mean of the positive and the negative class's F1 (sklearn's macro over both classes).
+    one = rng.random((80, 1))
+    gold = rng.random((80, 1)) < 0.3
+    assert macro_f1(one, gold) == pytest.approx(100 * f1_score(gold[:, 0], one[:, 0] > 0.5, average="macro"))
+    # The majority class everywhere: the positive class scores 0, the negative one 2p / (1 + p).
+    majority = np.zeros((10, 1))
+    gold = np.zeros((10, 1), dtype=bool)
+    gold[:3] = True
+    assert macro_f1(majority, gold) == pytest.approx(100 * (0 + 2 * 0.7 / 1.7) / 2)
 
 
 # ---- a synthetic task with its label planted in one layer -------------------------------------------------

@@ -10,7 +10,7 @@ from .edge import EdgeProbeResult, edge_probe, probe_traces
 from .encode import EncodedTargets, encode_targets
 from .estimator import EdgeProbe
 from .summary import center_of_gravity, differential_scores, expected_layer, kl_to_uniform
-from .train import micro_f1
+from .train import macro_f1, micro_f1
 
 __all__ = ["EdgeProbe", "EdgeProbeResult", "EncodedTargets", "center_of_gravity", "differential_scores",
-           "edge_probe", "encode_targets", "expected_layer", "kl_to_uniform", "micro_f1", "probe_traces"]
+           "edge_probe", "encode_targets", "expected_layer", "kl_to_uniform", "macro_f1", "micro_f1", "probe_traces"]

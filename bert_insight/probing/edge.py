@@ -25,7 +25,7 @@ from ..models.handle import ModelHandle
 from .bank import ProbeBank, ProbeSpec
 from .encode import EncodedTargets, encode_targets
 from .summary import center_of_gravity, differential_scores, expected_layer, kl_to_uniform
-from .train import ProbeSettings, micro_f1, predict_bank, train_bank
+from .train import ProbeSettings, macro_f1, micro_f1, predict_bank, train_bank
 
 MODES = ("layer", "cumulative", "mix")
 SCORE_COLUMNS = ("task", "mode", "layer", "metric", "value", "n_targets")
@@ -42,7 +42,9 @@ class EdgeProbeResult:
     """What :func:`edge_probe` learned about one task.
 
     ``scores``: task, mode ("layer" / "cumulative" / "mix"), layer (the probe's hidden-state layer; the
-    highest one mixed), metric ("f1", "precision", "recall", micro-averaged, percent), value, n_targets
+    highest one mixed), metric ("f1", "precision", "recall": micro-averaged over every (target, label)
+    decision, jiant's metric; "macro_f1": the mean of the labels' F1, a binary task's positive and
+    negative class, van Aken et al.'s metric; all percent), value, n_targets
     (evaluation targets). ``weights``: task, layer, weight (the full mix's softmax weights).
     ``deltas``: task, layer, delta (eq. 3, l >= 1). ``summary``: task, center_of_gravity (eq. 2),
     expected_layer (eq. 4; NaN when the Deltas sum to <= 0), kl_weights, kl_delta (KL to uniform, nats),
@@ -197,7 +199,8 @@ def probe_encoded(train: EncodedTargets, evaluation: EncodedTargets, *, modes: S
     score_rows = []
     for (mode, layer), index in rows.items():
         precision, recall, f1 = micro_f1(probabilities[index], evaluation.labels)
-        for metric, value in (("f1", f1), ("precision", precision), ("recall", recall)):
+        macro = macro_f1(probabilities[index], evaluation.labels)
+        for metric, value in (("f1", f1), ("precision", precision), ("recall", recall), ("macro_f1", macro)):
             score_rows.append((name, mode, layer, metric, value, len(evaluation)))
     scores = pd.DataFrame(score_rows, columns=list(SCORE_COLUMNS))
     mix_weights = bank.mix_weights().detach().cpu().numpy()

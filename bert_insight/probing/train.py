@@ -62,6 +62,26 @@ def micro_f1(probabilities: np.ndarray, labels: np.ndarray, threshold: float = 0
     return 100 * precision, 100 * recall, 100 * f1
 
 
+def macro_f1(probabilities: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> float:
+    """Macro-averaged F1 in percent (van Aken et al. 2019's probing metric): the mean over labels of each
+    label's F1 of its ``probability > threshold`` decisions. A one-label (binary) task averages the
+    positive and the negative class, so predicting the majority class everywhere scores about half of
+    its share instead of 0 (the paper's footnote on supporting facts). A label with no gold and no
+    predicted target counts as F1 100 (sklearn's zero_division=1 would too) -- rare labels absent from a
+    small evaluation split then do not pull the mean down for nothing."""
+    predicted = probabilities > threshold
+    gold = labels.astype(bool)
+    if gold.shape[1] == 1:
+        predicted = np.concatenate([predicted, ~predicted], axis=1)
+        gold = np.concatenate([gold, ~gold], axis=1)
+    tp = (predicted & gold).sum(axis=0).astype(float)
+    fp = (predicted & ~gold).sum(axis=0).astype(float)
+    fn = (~predicted & gold).sum(axis=0).astype(float)
+    denominator = 2 * tp + fp + fn
+    per_label = np.where(denominator > 0, 2 * tp / np.where(denominator > 0, denominator, 1), 1.0)
+    return float(100 * per_label.mean())
+
+
 def validation_loss(probabilities: np.ndarray, labels: np.ndarray) -> float:
     """Mean binary cross-entropy of sigmoid ``probabilities`` against 0/1 ``labels`` (the training loss)."""
     p = np.clip(probabilities.astype(np.float64), 1e-7, 1 - 1e-7)
