@@ -25,9 +25,10 @@ LAYERS = {
     "bert_insight.qa": 4, "bert_insight.classification": 4, "bert_insight.models.finetune": 4,
     "bert_insight.tokens_frame": 5,
     "bert_insight.attribution": 6, "bert_insight.attention": 6, "bert_insight.representations": 6, "bert_insight.models.default": 6, "bert_insight.models.default_squad2": 6,
+    "bert_insight.phases": 6, "bert_insight.models.default_babi": 6,
     "bert_insight.models.default_classifiers": 6, "bert_insight.probing": 6,
     "bert_insight.models.loading": 7, "bert_insight.testing": 7,
-    "bert_insight.kovaleva2019": 7,
+    "bert_insight.kovaleva2019": 7, "bert_insight.vanaken2019": 7,
     "bert_insight.viz": 8, "bert_insight.cli": 8,
 }
 PACKAGES = {"bert_insight", "bert_insight.models", "bert_insight.attribution", "bert_insight.attention"}  # empty or lazy __init__

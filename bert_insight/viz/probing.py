@@ -1,14 +1,16 @@
-"""Views of edge-probing results (Tenney et al. 2019): per-layer predictions of one target (Figure 3)."""
+"""Views of edge-probing results: per-layer predictions of one target (Tenney et al. 2019, Figure 3) and
+the normalised ability heatmap (van Aken et al. 2019, Figure 6)."""
 
 from __future__ import annotations
 
 import pandas as pd
-from bokeh.layouts import column
-from bokeh.models import ColumnDataSource, HoverTool
+from bokeh.layouts import column, row
+from bokeh.models import ColorBar, ColumnDataSource, HoverTool, LinearColorMapper
 from bokeh.plotting import figure
 
 from ..errors import BertInsightInputError
 from ..frames import require_columns
+from ._common import SEQUENTIAL_BLUE, escape
 
 
 #: Bar colours as in the paper's Figure 3: blue = the correct label, orange = the strongest wrong one.
@@ -59,3 +61,39 @@ def probe_trace_view(traces: pd.DataFrame, *, target_id: str | None = None, top_
 
 
 __all__ = ["probe_trace_view"]
+
+
+def probing_heatmap(heat: pd.DataFrame, *, value: str = "normalised", width: int = 380):
+    """van Aken et al.'s Figure 6 from :func:`bert_insight.ability_heatmap`: one heatmap per model, tasks
+    by layers, darker = stronger (``value="normalised"``: each task's row scaled to its own range, so the
+    colour says where that ability peaks; ``"value"``: the F1 itself). Hover shows task, layer, F1 and the
+    normalised value. Returns a bokeh ``row``.
+    """
+    require_columns(heat, ("model", "task", "layer", "value", "normalised"), what="heat",
+                    made_by="bert_insight.ability_heatmap")
+    if value not in ("normalised", "value"):
+        raise BertInsightInputError(f"value={value!r}; use 'normalised' or 'value'.")
+    if heat.empty:
+        raise BertInsightInputError("heat is empty; pass the frame of bert_insight.ability_heatmap(scores).")
+    tasks = [escape(task) for task in dict.fromkeys(heat["task"].astype(str))]
+    layers = sorted(heat["layer"].unique())
+    high = 1.0 if value == "normalised" else float(heat["value"].max())
+    low = 0.0 if value == "normalised" else float(heat["value"].min())
+    mapper = LinearColorMapper(palette=SEQUENTIAL_BLUE, low=low, high=high if high > low else low + 1,
+                               nan_color="#eeeeee")
+    figures = []
+    for model, part in heat.groupby("model", sort=False):
+        data = {"task": [escape(task) for task in part["task"].astype(str)], "layer": part["layer"].to_numpy(),
+                "value": part["value"].to_numpy(), "normalised": part["normalised"].to_numpy()}
+        fig = figure(width=width, height=60 + 32 * len(tasks), title=escape(f"{model}: {value} macro F1"),
+                     y_range=list(reversed(tasks)), x_range=(layers[0] - 0.5, layers[-1] + 0.5),
+                     x_axis_label="layer", tools="", toolbar_location=None)
+        cells = fig.rect(x="layer", y="task", width=1, height=1, source=ColumnDataSource(data),
+                         fill_color={"field": value, "transform": mapper}, line_color="white")
+        fig.add_tools(HoverTool(renderers=[cells], tooltips=[("task", "@task"), ("layer", "@layer"),
+                                                             ("F1", "@value{0.0}"), ("normalised", "@normalised{0.00}")]))
+        fig.xaxis.ticker = layers
+        fig.grid.visible = False
+        figures.append(fig)
+    figures[-1].add_layout(ColorBar(color_mapper=mapper, width=10), "right")
+    return row(*figures)
