@@ -47,9 +47,10 @@ VANAKEN2019_PROBING_CLAIMS = pd.DataFrame([
 VANAKEN2019_PHASES = pd.DataFrame([
     ("semantic_clustering", 1, "early layers (the second layer shown in Figures 4a, 5a)"),
     ("entity_matching", 2, "middle layers"),
+    ("sentence_grouping", None, "not a phase; kept into late layers (Figure 9 shows layer 7 of 12)"),
     ("question_fact_matching", 3, "higher layers (some examples earlier)"),
     ("answer_extraction", 4, "last layers (layer 11 of 12 shown in Figure 4d)"),
-], columns=["phase", "order", "paper_depth"])
+], columns=["phase", "paper_phase", "paper_depth"])
 
 
 def probing_suite(
@@ -164,12 +165,14 @@ def phase_comparison(curves: pd.DataFrame, *, num_layers: int) -> pd.DataFrame:
     reading of its plots. Columns measure, phase, peak_layer, relative_depth (peak / num_layers),
     paper_depth.
 
-    Measures: role_silhouette and sentence_purity read phase 1-2 (grouping by topic / sentence),
-    question_fact_ratio phase 3 (question tokens closest to the supporting fact at its lowest),
-    answer_separation phase 4.
+    Measures (docs/phases.md): same_word_ratio reads phase 1 (pieces of one word close together
+    wherever they occur, as in a word-embedding space: its lowest point), sentence_purity the grouping
+    by sentence the paper sees in its Figure 9, question_fact_ratio phase 3 (question tokens closest to
+    the supporting fact: its lowest point), answer_separation phase 4. Phase 2 (entity matching) has no
+    measure: it needs entity and coreference annotations the QA data does not have.
     """
     require_columns(curves, ("measure", "layer", "mean", "peak"), what="curves", made_by="bert_insight.phase_curves")
-    phase_of = {"sentence_purity": "semantic_clustering", "role_silhouette": "entity_matching",
+    phase_of = {"same_word_ratio": "semantic_clustering", "sentence_purity": "sentence_grouping",
                 "question_fact_ratio": "question_fact_matching", "answer_separation": "answer_extraction"}
     paper = VANAKEN2019_PHASES.set_index("phase")["paper_depth"]
     rows = []

@@ -348,7 +348,8 @@ def test_shared_hotpotqa_first100():
 def babi_lines(path: Path) -> list[list[tuple[int, str]]]:
     """Stories as (line id, text) lists, parsed independently of the loader."""
     stories: list[list[tuple[int, str]]] = []
-    for line in path.read_text().splitlines():
+    text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+    for line in text.splitlines():
         number, text = line.split(" ", 1)
         if number == "1":
             stories.append([])
@@ -373,10 +374,13 @@ def assert_babi_spans_hold_supporting_lines(frame: pd.DataFrame, path: Path) -> 
             assert within(start, start + len(answer_span["text"]), row.supporting_spans)
 
 
+BUNDLED_BABI_QA1_TEST = BUNDLED / "babi_en_1k" / "qa1_single-supporting-fact_test.txt.gz"
+
+
 def test_babi_supporting_spans_contain_the_supporting_sentences():
     frame = load_babi()
-    assert_babi_spans_hold_supporting_lines(frame, BUNDLED / "babi_qa1_single-supporting-fact_test_first5.txt")
-    assert (len(frame), frame["story_index"].max()) == (25, 5)
+    assert_babi_spans_hold_supporting_lines(frame, BUNDLED_BABI_QA1_TEST)
+    assert (len(frame), frame["story_index"].max()) == (1_000, 200)
     assert frame["answer_found"].all()  # task 1 answers are always a place named in the story
     # within a story each question's context extends the previous one
     for _, story in frame.groupby("story_index"):
@@ -384,9 +388,21 @@ def test_babi_supporting_spans_contain_the_supporting_sentences():
         assert all(later.startswith(earlier) for earlier, later in zip(contexts, contexts[1:]))
 
 
+def test_bundled_babi_holds_every_task_and_split():
+    names = sorted(path.name for path in (BUNDLED / "babi_en_1k").glob("qa*.txt.gz"))
+    assert len(names) == 40
+    for task in (2, 3):  # tasks whose answers are named in a supporting line
+        for split in ("train", "test"):
+            frame = load_babi(task=task, split=split)
+            assert len(frame) == 1_000 and frame.attrs["split"] == split and (frame["task"] == task).all()
+            path = BUNDLED / "babi_en_1k" / frame.attrs["source"].split("/")[-1]
+            assert path.name.startswith(f"qa{task}_") and path.name.endswith(f"_{split}.txt.gz")
+            assert_babi_spans_hold_supporting_lines(frame, path)
+
+
 def test_babi_bad_arguments(tmp_path):
-    with pytest.raises(BertInsightInputError, match="bundled bAbI slice"):
-        load_babi(task=2)
+    with pytest.raises(BertInsightInputError, match="split must be"):
+        load_babi(task=2, split="dev")
     with pytest.raises(BertInsightInputError, match="task must be"):
         load_babi(task=21)
     with pytest.raises(BertInsightInputError, match="no bAbI file qa1_"):
@@ -400,10 +416,21 @@ def test_shared_babi_tasks():
         frame = load_babi(folder, task=task)  # finds en/ inside the folder
         assert len(frame) == 1_000 and frame["answer_found"].all()
         assert_babi_spans_hold_supporting_lines(frame, folder / "en" / file_name)
-    assert load_babi(folder / "en")["example_id"].iloc[:25].tolist() == load_babi()["example_id"].tolist()
+    shared, bundled = load_babi(folder / "en"), load_babi()
+    assert shared.attrs["source"] != bundled.attrs["source"]
+    shared.attrs, bundled.attrs = {}, {}
+    pd.testing.assert_frame_equal(shared, bundled)
     yes_no = load_babi(folder, task=6, split="train")
     assert len(yes_no) == 1_000 and yes_no["is_impossible"].all()
     assert set(yes_no["answer_text"]) == {"yes", "no"}
+
+
+@pytest.mark.shared
+def test_bundled_babi_files_equal_the_shared_ones():
+    shared = sorted((SHARED_DATA / "babi_tasks_1-20_v1-2" / "en").glob("qa*.txt"))
+    assert len(shared) == 40
+    for path in shared:
+        assert gzip.decompress((BUNDLED / "babi_en_1k" / (path.name + ".gz")).read_bytes()) == path.read_bytes()
 
 
 def test_nearest_questions_finds_the_same_words_first_and_then_the_closest():

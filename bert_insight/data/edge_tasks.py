@@ -47,6 +47,7 @@ EDGE_TASKS: dict[str, str] = {
     "coref": "bert_insight.data.edge_semantics:build_coref",
     "spr": "bert_insight.data.edge_semantics:build_spr",
     "relations": "bert_insight.data.edge_semantics:build_relations",
+    "question_type": "bert_insight.data.qa_probing:question_type_task",
 }
 
 
@@ -59,7 +60,8 @@ class EdgeTask:
     them as a sentence pair, and spans index the joined words. ``targets``: split, text_id, target_id (unique
     within the task), span1_start, span1_end, span2_start, span2_end (word indices, half-open; span2
     -1/-1 for single-span tasks), labels (a tuple of label names; empty = a negative target of a binary
-    task). ``labels``: the label vocabulary, in output order. ``two_spans``: whether span2 is used.
+    task), then any extra columns a builder adds (e.g. where the target came from; kept by ``split`` and
+    ``sample``). ``labels``: the label vocabulary, in output order. ``two_spans``: whether span2 is used.
     ``report``: split, outcome ("made" / "dropped"), reason, n: what the builder kept and left out.
     ``info``: source files, licence, caveats (e.g. "SPR2, the paper used SPR1").
     """
@@ -231,12 +233,14 @@ def check_task(task: EdgeTask) -> None:
 
 def make_task(name: str, texts: Iterable[tuple[str, str, Sequence[str]]], targets: Iterable[tuple],
               *, labels: Sequence[str] | None = None, two_spans: bool, report: Iterable[tuple] = (),
-              info: Mapping[str, Any] | None = None) -> EdgeTask:
+              info: Mapping[str, Any] | None = None, target_columns: Sequence[str] = ()) -> EdgeTask:
     """An :class:`EdgeTask` from plain rows (what builders produce).
 
     ``texts``: (split, text_id, words) or (split, text_id, words, n_words_a) for text pairs. ``targets``: (split, text_id, span1_start, span1_end, span2_start,
     span2_end, labels) with labels a str or a sequence of str; target ids are "<text_id>:<n>".
     ``labels``: the vocabulary (default: every label seen, sorted). ``report``: (split, outcome, reason, n).
+    ``target_columns``: names of extra target columns (e.g. where a target came from); each target row
+    then ends with one value per name, after its labels. They are kept by ``split`` and ``sample``.
     """
     rows = [(row[0], str(row[1]), tuple(str(w) for w in row[2]), *(int(x) for x in row[3:4])) for row in texts]
     paired = bool(rows) and all(len(row) == 4 for row in rows)
@@ -244,14 +248,23 @@ def make_task(name: str, texts: Iterable[tuple[str, str, Sequence[str]]], target
         raise BertInsightInputError(f"edge task {name!r}: some texts give n_words_a and some do not; a task is all "
                                     "text pairs or all single texts.")
     text_frame = pd.DataFrame(rows, columns=[*TEXT_COLUMNS, *(["n_words_a"] if paired else [])])
+    extra = tuple(target_columns)
+    clash = [column for column in extra if column in TARGET_COLUMNS]
+    if clash:
+        raise BertInsightInputError(f"edge task {name!r}: target_columns {clash} are standard target columns; "
+                                    "name the extra columns differently.")
     rows, counters = [], {}
-    for split, text_id, s1, e1, s2, e2, target_labels in targets:
+    for split, text_id, s1, e1, s2, e2, target_labels, *values in targets:
+        if len(values) != len(extra):
+            raise BertInsightInputError(f"edge task {name!r}: a target row has {len(values)} extra values for "
+                                        f"target_columns {list(extra)}; give one value per extra column.")
         text_id = str(text_id)
         number = counters.get(text_id, 0)
         counters[text_id] = number + 1
         target_labels = (target_labels,) if isinstance(target_labels, str) else tuple(str(x) for x in target_labels)
-        rows.append((split, text_id, f"{text_id}:{number}", int(s1), int(e1), int(s2), int(e2), target_labels))
-    target_frame = pd.DataFrame(rows, columns=list(TARGET_COLUMNS))
+        rows.append((split, text_id, f"{text_id}:{number}", int(s1), int(e1), int(s2), int(e2), target_labels,
+                     *values))
+    target_frame = pd.DataFrame(rows, columns=[*TARGET_COLUMNS, *extra])
     for column in TARGET_COLUMNS[3:7]:
         target_frame[column] = target_frame[column].astype("int64")
     vocabulary = tuple(labels) if labels is not None else tuple(sorted({l for ls in target_frame["labels"] for l in ls}))

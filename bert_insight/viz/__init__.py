@@ -11,7 +11,10 @@ Views: jsd_heatmaps, passage_view, layer_curves, token_scatter, qa_roles_view, h
 statistic), attention_view (one example's maps),
 pattern_gallery (typical maps per attention pattern class), probe_trace_view (edge
 probes' per-layer predictions of one target), token_heatmap (every token's signed score per layer:
-DeepLIFT Figures 1-12), output_view (start / end probabilities: Figure 13) (see docs/widgets.md);
+DeepLIFT Figures 1-12), output_view (start / end probabilities: Figure 13), phase_view /
+failure_view / phase_curve_view (van Aken et al. 2019's transformation phases: token maps coloured by
+phase role with a layer slider, a right and a wrong prediction side by side, the measured phases over
+layers; docs/phases.md), probing_heatmap (van Aken et al.'s Figure 6) (see docs/widgets.md);
 ramnath2020_comparison puts the paper's reported trends next to ours in a frame; ramnath2020_by_depth
 puts a BERT-base measurement of the same shares next to ours, per third of the depth.
 """
@@ -30,7 +33,8 @@ from ..attribution.ramnath2020 import (
     ramnath2020_comparison,
 )
 from .deeplift import output_view, token_heatmap
-from .probing import probe_trace_view
+from .phases import PHASE_ROLE_COLORS, failure_view, phase_curve_view, phase_view
+from .probing import probe_trace_view, probing_heatmap
 from .tokens import qa_roles_view, token_scatter
 
 __all__ = [
@@ -40,6 +44,11 @@ __all__ = [
     "head_grid",
     "pattern_gallery",
     "probe_trace_view",
+    "probing_heatmap",
+    "phase_view",
+    "failure_view",
+    "phase_curve_view",
+    "PHASE_ROLE_COLORS",
     "DIVERGING",
     "ROLE_COLORS",
     "SEQUENTIAL",
