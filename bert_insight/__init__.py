@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     # models
     "load_qa_model": "bert_insight.models.loading",
+    "load_base_model": "bert_insight.models.loading",
     "from_model": "bert_insight.models.handle",
     "QAModelHandle": "bert_insight.models.handle",
     "finetune_qa": "bert_insight.models.finetune",
@@ -41,6 +42,9 @@ _EXPORTS: dict[str, str] = {
     "load_glue": "bert_insight.data",
     "validate_sentence_examples": "bert_insight.data",
     "split_examples": "bert_insight.data",
+    "context_sentences": "bert_insight.data",
+    "supporting_facts_task": "bert_insight.data",
+    "question_type_task": "bert_insight.data",
     "load_glue_heldout": "bert_insight.models.default_classifiers",
     "base_classifier": "bert_insight.models.default_classifiers",
     # QA predictions and tokens
@@ -100,6 +104,19 @@ _EXPORTS: dict[str, str] = {
     "TokenVectors": "bert_insight.representations",
     "project_tokens": "bert_insight.representations",
     "kmeans_tokens": "bert_insight.representations",
+    # phases (van Aken et al. 2019)
+    "phase_roles": "bert_insight.phases",
+    "token_projection": "bert_insight.phases",
+    "token_clusters": "bert_insight.phases",
+    "phase_scores": "bert_insight.phases",
+    "phase_curves": "bert_insight.phases",
+    "failure_separation": "bert_insight.phases",
+    # van Aken et al. 2019: the probing suite and the paper's numbers
+    "probing_suite": "bert_insight.vanaken2019",
+    "ability_heatmap": "bert_insight.vanaken2019",
+    "probing_summary": "bert_insight.vanaken2019",
+    "table2_comparison": "bert_insight.vanaken2019",
+    "phase_comparison": "bert_insight.vanaken2019",
     # errors
     "BertInsightInputError": "bert_insight.errors",
 }

@@ -412,6 +412,15 @@ def _squad2_build(rebuild: bool) -> int:
     return 0
 
 
+def _babi_build(rebuild: bool) -> int:
+    from .models.default_babi import ensure_babi_model
+    from .models.store import read_card
+
+    directory = ensure_babi_model(rebuild=rebuild, progress=True)
+    _print_card(directory, read_card(directory), full=False, what="bAbI model")
+    return 0
+
+
 def _classifier_tasks(task: str | None, all_tasks: bool) -> list[str]:
     from .models.default_classifiers import DEFAULT_TASKS, check_default_task
 
@@ -522,6 +531,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--squad2", action="store_true",
                        help="build the SQuAD 2.0 default (load_qa_model('squad2'); the SQuAD 1.1 default first if "
                             "absent); see docs/default_model.md")
+    build.add_argument("--babi", action="store_true",
+                       help="build the bAbI model (load_qa_model('babi'): all 20 tasks, span prediction with the "
+                            "candidate answers appended); see docs/vanaken2019.md")
     build.add_argument("--glue-dir", default=None, metavar="PATH",
                        help="GLUE data folder for the classifiers (holding MRPC/, STS-B/, ...); default: the bundled "
                             "QNLI data, or the `datasets` hub copy when online")
@@ -559,6 +571,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "model":
             if args.model_command == "build":
                 tasks = _classifier_tasks(args.task, args.all_tasks)
+                if args.babi:
+                    if tasks or args.squad2 or args.train_minutes is not None:
+                        raise UsageError("--babi builds the bAbI model alone (its fixed recipe); leave out "
+                                         "--task / --all / --squad2 / --train-minutes")
+                    return _babi_build(args.rebuild)
                 if args.squad2:
                     if tasks or args.train_minutes is not None:
                         raise UsageError("--squad2 builds the SQuAD 2.0 default alone (its fixed recipe); leave out "

@@ -6,7 +6,13 @@ tokens and attributions frames. :func:`project_tokens` gives the t-SNE / PCA / I
 Ramnath et al. 2020 (Figures 2-3: one example, one map per layer); :func:`kmeans_tokens` clusters the
 same vectors (van Aken et al. 2019).
 
+A handle without a QA head (a base encoder, or GPT-2 from :func:`bert_insight.load_base_model`) has no
+prediction to pick a window: its window is the question followed by the context, one per example
+(:func:`bert_insight.tokens_frame.question_context_windows`).
+
 Layer convention (DESIGN.md): layer 0 is the embedding output, layer l the output of block l - 1.
+For GPT-2, Hugging Face's last hidden state (layer L) has the final LayerNorm ``ln_f`` applied
+(docs/gpt2.md).
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from .data.examples import validate_examples
 from .errors import BertInsightInputError
 from .frames import frame_attrs
 from .layers import resolve_layers
-from .tokens_frame import answer_windows, window_tokens
+from .models.handle import ModelHandle, QAModelHandle
+from .tokens_frame import answer_windows, question_context_windows, require_handle, truncation_note, window_tokens
 
 PROJECTION_METHODS = ("tsne", "pca", "ica")
 _AXES = ("x", "y", "z")
@@ -72,7 +79,7 @@ class TokenVectors:
 
 
 def hidden_states(
-    handle,
+    handle: ModelHandle,
     examples: pd.DataFrame,
     *,
     layers: str | int | Iterable[int] = "all",
@@ -87,26 +94,50 @@ def hidden_states(
     Returns a :class:`TokenVectors`: ``.vectors[layer]`` (n_tokens, hidden_size) float32 arrays whose
     rows follow ``.tokens``, the tokens frame of :func:`bert_insight.tokens` (example_id,
     token_index, token, word_index, word, segment, role, char_start, char_end, in_answer,
-    in_question, near_answer, is_number, is_stopword). ``predictions`` (from
-    :func:`bert_insight.predict`) choose the windows and their settings; they are computed when None.
+    in_question, near_answer, is_number, is_stopword).
+
+    QA handles: ``predictions`` (from :func:`bert_insight.predict`) choose the windows (the one holding the
+    predicted answer) and their settings; they are computed when None. Handles without a QA head
+    (:func:`bert_insight.load_base_model`, a classifier): one window per example, the question followed
+    by the context -- the usual pair for encoders ([CLS] question [SEP] context [SEP]), and for GPT-2
+    ``question + " " + context`` as one sequence without special tokens, each token's segment from its
+    character offsets -- cut to ``max_length`` tokens (default 384; the examples cut are listed in
+    ``attrs["truncated"]`` and ``attrs["note"]`` says so); roles come from the first gold answer;
+    ``predictions`` and ``doc_stride`` are refused. GPT-2's layer L is the last block's output after the
+    final LayerNorm (Hugging Face's convention; docs/gpt2.md).
     """
     from tqdm.auto import tqdm
 
+    require_handle(handle)
     examples = validate_examples(examples, allow_empty=False)
     chosen_layers = resolve_layers(layers, handle.num_layers, axis="hidden_states")
-    chosen, max_length, doc_stride = answer_windows(handle, examples, predictions=predictions,
-                                                    max_length=max_length, doc_stride=doc_stride, progress=progress)
+    extra: dict = {}
+    trim = False
+    if isinstance(handle, QAModelHandle):
+        chosen, max_length, doc_stride = answer_windows(handle, examples, predictions=predictions,
+                                                        max_length=max_length, doc_stride=doc_stride,
+                                                        progress=progress)
+        params = {"layers": chosen_layers, "max_length": max_length, "doc_stride": doc_stride}
+    else:
+        chosen, max_length, truncated = question_context_windows(handle, examples, max_length=max_length,
+                                                                 predictions=predictions, doc_stride=doc_stride)
+        params = {"layers": chosen_layers, "max_length": max_length, "doc_stride": None,
+                  "window": "question_context"}
+        extra = {"note": truncation_note(truncated, max_length), "truncated": truncated}
+        trim = handle.adapter.causal
+    # A decoder's key/value cache is never reused here.
+    forward_options = {"use_cache": False} if handle.adapter.causal else {}
     pieces: dict[int, list[np.ndarray]] = {layer: [] for layer in chosen_layers}
     frames = []
     with torch.inference_mode():
         for example, window, span in tqdm(chosen, desc="hidden states", disable=not progress):
-            output = handle.model(**handle.batch_inputs([window]), output_hidden_states=True)
+            output = handle.model(**handle.batch_inputs([window]), output_hidden_states=True, **forward_options)
             for layer in chosen_layers:
                 pieces[layer].append(output.hidden_states[layer][0].float().cpu().numpy())
-            frames.append(window_tokens(handle.tokenizer, window, example["question"], example["context"], span))
+            frames.append(window_tokens(handle.tokenizer, window, example["question"], example["context"], span,
+                                        trim_spaces=trim))
     tokens = pd.concat(frames, ignore_index=True)
-    attrs = frame_attrs(handle, "bert_insight.hidden_states",
-                        {"layers": chosen_layers, "max_length": max_length, "doc_stride": doc_stride})
+    attrs = frame_attrs(handle, "bert_insight.hidden_states", params, **extra)
     tokens.attrs = dict(attrs)
     return TokenVectors({layer: np.concatenate(arrays) for layer, arrays in pieces.items()}, tokens, attrs)
 

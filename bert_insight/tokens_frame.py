@@ -1,6 +1,9 @@
 """The tokens frame every per-token analysis joins on: one row per token of each example's analysis
 window (the window holding the predicted answer), with its word, segment and role.
 
+Handles without a QA head (a base encoder, GPT-2) have no predictions: their window is the question
+followed by the context (:func:`question_context_windows`), with the same columns.
+
 This module sits above :mod:`bert_insight.qa` (it needs predictions to choose the windows) and below
 the analyses that join on ``token_index``.
 """
@@ -18,26 +21,13 @@ from ._compat import keywords_only
 from .data.examples import first_answer_span, validate_examples
 from .errors import BertInsightInputError
 from .frames import TOKEN_COLUMNS, frame_attrs
+from .models.handle import ModelHandle, QAModelHandle
 from .qa import validated_analysis_windows, window_settings
 from .text import ROLE_PRIORITY, SUPPORTING_DISTANCE, is_number_word, is_punctuation, stopword_set
-from .windows import QAWindow
+from .windows import DEFAULT_MAX_LENGTH, QAWindow, encode_question_context, text_word_spans
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
-
-    from .models.handle import QAModelHandle
-
-
-def _word_spans(tokenizer, text: str, shift: int = 0) -> dict[int, tuple[int, int]]:
-    """Character span of every tokenizer word of ``text`` (word number -> (start, end))."""
-    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    spans: dict[int, tuple[int, int]] = {}
-    for word, (start, end) in zip(encoding.word_ids(), encoding["offset_mapping"]):
-        if word is None:
-            continue
-        low, high = spans.get(word, (start, end))
-        spans[word] = (min(low, start), max(high, end))
-    return {word: (start + shift, end + shift) for word, (start, end) in spans.items()}
 
 
 def _numeric_chunks(text: str) -> tuple[list[int], list[tuple[int, int, bool]]]:
@@ -66,14 +56,17 @@ def _inside_numeral(char_start: int, char_end: int, starts: list[int], chunks) -
 
 
 def window_tokens(tokenizer: PreTrainedTokenizerBase, window: QAWindow, question: str, context: str,
-                  span: tuple[int, int] | None) -> pd.DataFrame:
+                  span: tuple[int, int] | None, *, trim_spaces: bool = False) -> pd.DataFrame:
     """The tokens frame of one :class:`~bert_insight.qa.QAWindow` (see :func:`tokens` for columns).
 
     ``span`` is the answer's character span in ``context`` (None: no answer, so no answer roles).
+    ``trim_spaces``: words' spans leave out the whitespace byte-level BPE folds into them (the windows of
+    causal decoders, :func:`bert_insight.windows.encode_question_context`, count words that way).
     """
     stopwords = stopword_set()
     shift = len(question) - len(question.lstrip())
-    word_spans = {0: _word_spans(tokenizer, question.lstrip(), shift), 1: _word_spans(tokenizer, context)}
+    word_spans = {0: text_word_spans(tokenizer, question.lstrip(), shift, trim_spaces=trim_spaces),
+                  1: text_word_spans(tokenizer, context, trim_spaces=trim_spaces)}
     texts = {0: question, 1: context}
 
     def word_text(sequence: int, word: int) -> str:
@@ -103,9 +96,12 @@ def window_tokens(tokenizer: PreTrainedTokenizerBase, window: QAWindow, question
         text = word_text(sequence, word)
         in_answer = in_question = near_answer = False
         if sequence == 1:
-            in_answer = span is not None and char_start < span[1] and char_end > span[0]
             in_question = text.lower() in question_words
             word_in_answer = bool(answer_words) and answer_words[0] <= word <= answer_words[-1]
+            if char_start < char_end:
+                in_answer = span is not None and char_start < span[1] and char_end > span[0]
+            else:  # a whitespace piece of a byte-level BPE word ("Ġ" of "Ġ"+"De"): covers no character
+                in_answer = word_in_answer and span is not None
             near_answer = bool(answer_words) and not word_in_answer and min(
                 abs(word - answer_words[0]), abs(word - answer_words[-1])) <= SUPPORTING_DISTANCE
             segment = "context"
@@ -146,9 +142,54 @@ def answer_windows(handle: QAModelHandle, examples: pd.DataFrame, *, predictions
     return spans, max_length, doc_stride
 
 
+def require_handle(handle) -> ModelHandle:
+    """``handle`` if it is a model handle of any kind, else one BertInsightInputError saying how to get one."""
+    if not isinstance(handle, ModelHandle):
+        raise BertInsightInputError(
+            f"Expected a model handle (got {type(handle).__name__}); load one with bert_insight.load_qa_model, "
+            "load_base_model or from_model.")
+    return handle
+
+
+def question_context_windows(handle: ModelHandle, examples: pd.DataFrame, *, max_length: int | None = None,
+                             predictions: pd.DataFrame | None = None, doc_stride: int | None = None
+                             ) -> tuple[list[tuple[pd.Series, QAWindow, tuple[int, int] | None]], int, list[str]]:
+    """For validated examples and a handle without a QA head: (example row, window, answer span) each, the
+    max_length used (default 384, or the model's positions when fewer) and the ids of the examples whose
+    context was cut to fit it.
+
+    One window per example, the question followed by the context
+    (:func:`bert_insight.windows.encode_question_context`; one sequence for causal decoders such as GPT-2).
+    Nothing is predicted, so the answer span is the first gold answer's (None without one).
+    ``predictions`` and ``doc_stride`` belong to QA handles' sliding windows and are refused.
+    """
+    require_handle(handle)
+    if predictions is not None or doc_stride is not None:
+        raise BertInsightInputError(
+            f"{handle.name!r} has no QA head, so its window is the question followed by the context (one per "
+            "example, no sliding windows): drop predictions= and doc_stride=, and pass max_length= only.")
+    if max_length is None:
+        # The default never exceeds what the position embeddings take (a small model's default is its size).
+        max_length = min(DEFAULT_MAX_LENGTH, handle.usable_positions or DEFAULT_MAX_LENGTH)
+    handle.check_fits(max_length)
+    windows, truncated = encode_question_context(handle.tokenizer, examples, max_length=max_length,
+                                                 joined=handle.adapter.causal)
+    chosen = [(example, window, first_answer_span(example))
+              for (_, example), window in zip(examples.iterrows(), windows)]
+    return chosen, max_length, truncated
+
+
+def truncation_note(truncated: list[str], max_length: int) -> str:
+    """The ``attrs["note"]`` of a frame made from question-then-context windows."""
+    if not truncated:
+        return f"One window per example: the question followed by the whole context (max_length={max_length})."
+    return (f"One window per example: the question followed by the context, cut to max_length={max_length} "
+            f"tokens for {len(truncated)} example(s) (attrs['truncated']); raise max_length to keep more context.")
+
+
 @keywords_only("predictions")
 def tokens(
-    handle: QAModelHandle,
+    handle: ModelHandle,
     examples: pd.DataFrame,
     *,
     predictions: pd.DataFrame | None = None,
@@ -174,8 +215,25 @@ def tokens(
     ``predictions`` from :func:`bert_insight.predict` choose the windows (computed when None, with
     ``max_length`` / ``doc_stride`` or the defaults 384 / 128); with predictions, the window settings
     are the predictions' own.
+
+    A handle without a QA head (:func:`bert_insight.load_base_model`, GPT-2) has no predictions: each
+    example's window is its question followed by its context (:func:`question_context_windows`; cut to
+    ``max_length``, listed in ``attrs["truncated"]``), and the answer is the first gold answer.
     """
     examples = validate_examples(examples, allow_empty=False)
+    if not isinstance(handle, QAModelHandle):
+        if answer not in ANSWER_CHOICES:
+            raise BertInsightInputError(f"answer={answer!r}; use 'predicted' or 'gold'.")
+        chosen, max_length, truncated = question_context_windows(handle, examples, max_length=max_length,
+                                                                 predictions=predictions, doc_stride=doc_stride)
+        trim = handle.adapter.causal
+        frame = pd.concat([window_tokens(handle.tokenizer, window, example["question"], example["context"], span,
+                                         trim_spaces=trim) for example, window, span in chosen], ignore_index=True)
+        frame.attrs = frame_attrs(handle, "bert_insight.tokens",
+                                  {"max_length": max_length, "doc_stride": None, "answer": "gold",
+                                   "window": "question_context"},
+                                  note=truncation_note(truncated, max_length), truncated=truncated)
+        return frame
     chosen, max_length, doc_stride = answer_windows(handle, examples, predictions=predictions,
                                                     max_length=max_length, doc_stride=doc_stride, progress=progress,
                                                     answer=answer)

@@ -9,13 +9,18 @@ Sentence tasks (GLUE) use the same :class:`QAWindow` record, one per example, wi
 sequence 0 and text_b as sequence 1 (:func:`encode_sentences`), so batching, tokens frames and
 attention analyses serve both kinds of model.
 
+Handles without a QA head (a base encoder, GPT-2) get one window per example instead
+(:func:`encode_question_context`): the first window of the usual pair for encoders, and for causal
+decoders the question, a space and the context as one sequence without special tokens, each token's
+segment read from its character offsets.
+
 Shapes: one window is T tokens; a batch is (B, T_max) after dynamic padding.
 """
 
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -161,6 +166,139 @@ def encode_validated_windows(tokenizer: PreTrainedTokenizerBase, examples: pd.Da
             )
         )
     return windows
+
+
+# ---- one window per example (handles without a QA head) ----------------------------------------------
+def text_word_spans(tokenizer, text: str, shift: int = 0, *, trim_spaces: bool = False) -> dict[int, tuple[int, int]]:
+    """Character span of every tokenizer word of ``text`` (word number -> (start, end)), shifted by ``shift``.
+
+    ``trim_spaces``: drop the whitespace byte-level BPE folds into a word ("Ġgame" spans "game"); a
+    word of whitespace only gets the empty span at its end, as the tokenizers' own ``trim_offsets`` does.
+    """
+    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    spans: dict[int, tuple[int, int]] = {}
+    for word, (start, end) in zip(encoding.word_ids(), encoding["offset_mapping"]):
+        if word is None:
+            continue
+        low, high = spans.get(word, (start, end))
+        spans[word] = (min(low, start), max(high, end))
+    if trim_spaces:
+        spans = {word: _trimmed(text, start, end) for word, (start, end) in spans.items()}
+    return {word: (start + shift, end + shift) for word, (start, end) in spans.items()}
+
+
+def _trimmed(text: str, start: int, end: int) -> tuple[int, int]:
+    """[start, end) without outer whitespace; whitespace only: the empty span at ``end``."""
+    low, high = start, end
+    while low < high and text[low].isspace():
+        low += 1
+    while high > low and text[high - 1].isspace():
+        high -= 1
+    return (low, high) if low < high else (end, end)
+
+
+def _word_at(spans: dict[int, tuple[int, int]], start: int, end: int) -> int:
+    """The word whose span overlaps [start, end) (an empty span: the whitespace word ending there, else the
+    word holding that position), else the last word starting before it (the first word when none does)."""
+    ordered = sorted(spans.items(), key=lambda item: (item[1][0], item[0]))
+    if end > start:
+        tests = [lambda low, high: low < end and high > start]
+    else:
+        tests = [lambda low, high: low == high == start, lambda low, high: low <= start < high]
+    for test in tests:
+        for word, (low, high) in ordered:
+            if test(low, high):
+                return word
+    before = [word for word, (low, _) in ordered if low <= start]
+    return before[-1] if before else ordered[0][0]
+
+
+def _joined_window(tokenizer, example_id: str, question: str, context: str, max_length: int
+                   ) -> tuple[QAWindow, bool]:
+    """The window of a causal decoder: question (leading/trailing whitespace dropped), one space, context,
+    no special tokens, cut to ``max_length`` tokens; and whether the context was cut."""
+    shift = len(question) - len(question.lstrip())
+    stripped = question.strip()
+    text = f"{stripped} {context}"
+    question_end, context_start = len(stripped), len(stripped) + 1
+    # One token more than fits tells whether anything was cut, without tokenizing a long context in full.
+    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, truncation=True,
+                         max_length=max_length + 1)
+    truncated = len(encoding["input_ids"]) > max_length
+    ids = list(encoding["input_ids"])[:max_length]
+    words = {0: text_word_spans(tokenizer, question.lstrip(), shift, trim_spaces=True),
+             1: text_word_spans(tokenizer, context, trim_spaces=True)}
+    offsets, sequence_ids, word_ids = [], [], []
+    for raw_start, raw_end in list(encoding["offset_mapping"])[:max_length]:
+        start, end = _trimmed(text, int(raw_start), int(raw_end))
+        if start == end:  # whitespace only: it sits where it ends
+            sequence = None if start == context_start else (0 if start < context_start else 1)
+        else:
+            sequence = 0 if start < context_start else 1
+        if sequence == 0:
+            start, end = start + shift, min(end, question_end) + shift
+        elif sequence == 1:
+            start, end = max(start, context_start) - context_start, end - context_start
+        if sequence is None:
+            # The joining space, when it is a token of its own: in neither text, like a special token.
+            offsets.append((0, 0))
+            word_ids.append(None)
+        else:
+            offsets.append((start, end))
+            word_ids.append(_word_at(words[sequence], start, end))
+        sequence_ids.append(sequence)
+    if 1 not in sequence_ids:
+        raise BertInsightInputError(
+            f"The question of example {example_id!r} fills all max_length={max_length} tokens, leaving none for "
+            "the context. Raise max_length or shorten the question."
+        )
+    window = QAWindow(example_id=example_id, window_index=0, input_ids=ids, token_type_ids=None, offsets=offsets,
+                      sequence_ids=sequence_ids, word_ids=word_ids, n_windows=1)
+    return window, truncated
+
+
+def encode_question_context(tokenizer: PreTrainedTokenizerBase, examples: pd.DataFrame, *,
+                            max_length: int = DEFAULT_MAX_LENGTH, joined: bool = False
+                            ) -> tuple[list[QAWindow], list[str]]:
+    """One window per (validated) example: the question followed by the context, for handles without a QA
+    head (no prediction picks a window). Returns the windows in example order and the ids of the examples
+    whose context was cut to fit ``max_length`` tokens.
+
+    ``joined=False`` (encoders): the usual pair ([CLS] question [SEP] context [SEP] for BERT), only the
+    context truncated: the first window :func:`encode_windows` makes. ``joined=True`` (causal decoders,
+    GPT-2): ``question + " " + context`` as one sequence without special tokens, truncated at the end;
+    each token's sequence id (0 question, 1 context) comes from its character offsets, which are trimmed of
+    the whitespace byte-level BPE folds into a token ("Ġgame" -> "game") and index the question or the
+    context as in every window; a token holding only the joining space has sequence id None. ``word_ids``
+    are the tokenizer's word numbers within the question or the context alone (as the tokens frame counts
+    words).
+    """
+    _check_tokenizer(tokenizer)
+    if isinstance(max_length, bool) or not (isinstance(max_length, int) and max_length > 0):
+        raise BertInsightInputError(f"max_length={max_length!r}; pass a positive number of tokens such as 384.")
+    if examples.empty:
+        return [], []
+    if not joined:
+        questions = [question.lstrip() for question in examples["question"]]
+        lengths = [len(ids) for ids in tokenizer(questions, add_special_tokens=False)["input_ids"]]
+        specials = tokenizer.num_special_tokens_to_add(pair=True)
+        for example_id, length in zip(examples["example_id"], lengths):
+            if max_length - specials - length <= 0:
+                raise BertInsightInputError(
+                    f"The question of example {example_id!r} has {length} tokens, leaving no room for the context "
+                    f"within max_length={max_length} (with {specials} special tokens). Raise max_length or "
+                    "shorten the question.")
+        firsts = [window for window in encode_validated_windows(tokenizer, examples, max_length=max_length,
+                                                                  doc_stride=0) if window.window_index == 0]
+        truncated = [window.example_id for window in firsts if window.n_windows > 1]
+        return [replace(window, n_windows=1) for window in firsts], truncated
+    windows, truncated = [], []
+    for example_id, question, context in zip(examples["example_id"], examples["question"], examples["context"]):
+        window, cut = _joined_window(tokenizer, str(example_id), question, context, max_length)
+        windows.append(window)
+        if cut:
+            truncated.append(str(example_id))
+    return windows, truncated
 
 
 def length_sorted_batches(windows: list[QAWindow], batch_size: int) -> list[list[int]]:

@@ -97,7 +97,49 @@ def test_named_parts_are_the_modules_the_forward_pass_uses(family):
 
 
 def test_unsupported_family_names_the_supported_ones():
+    from transformers import T5Config
+
+    with pytest.raises(BertInsightInputError, match=r"albert, bert, distilbert, electra, roberta \(and GPT-2"):
+        adapter_for(T5Config())
+
+
+def test_encoder_table_holds_the_encoder_families_and_gpt2_is_a_decoder():
     from transformers import GPT2Config
 
-    with pytest.raises(BertInsightInputError, match="albert, bert, distilbert, electra, roberta"):
-        adapter_for(GPT2Config())
+    from bert_insight.models.adapters import DECODER_ADAPTERS
+
+    assert FAMILIES == ["albert", "bert", "distilbert", "electra", "roberta"]
+    assert not any(ADAPTERS[family].causal or ADAPTERS[family].unsupported for family in FAMILIES)
+    gpt2 = adapter_for(GPT2Config(n_layer=1, n_embd=16, n_head=2))
+    assert gpt2 is DECODER_ADAPTERS["gpt2"] and gpt2.causal and not gpt2.uses_token_type_ids
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_headless_base_models_run_through_the_same_table(family):
+    """A model without a task head (BertModel, ...: what load_base_model loads) is its own base model; the
+    adapter's embed and blocks reproduce its hidden states, and from_model wraps it as a plain ModelHandle."""
+    import transformers as tf
+
+    from bert_insight.models.handle import ModelHandle, from_model
+
+    qa = tiny_qa_model(family)
+    base = tf.AutoModel.from_config(qa.config)
+    # QA models build their base without the pooler, which hidden states never use.
+    missing, unexpected = base.load_state_dict(getattr(qa, ADAPTERS[family].base_model_attr).state_dict(),
+                                               strict=False)
+    assert not unexpected and all(key.startswith("pooler") for key in missing)
+    base.eval()
+    adapter = adapter_for(base)
+    assert adapter.base_model(base) is base and adapter.base_model(qa) is getattr(qa, adapter.base_model_attr)
+    input_ids = torch.randint(1000, 2000, (1, 9), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        reference = base(input_ids=input_ids, output_hidden_states=True).hidden_states
+        expected = qa(input_ids=input_ids, output_hidden_states=True).hidden_states
+        hidden = adapter.embed(base, input_ids)
+        assert torch.allclose(hidden, reference[0], atol=1e-5)
+        for layer in range(adapter.num_layers(base)):
+            hidden = adapter.run_block(base, layer, hidden)
+            assert torch.allclose(hidden, reference[layer + 1], atol=1e-5), layer
+    for ours, theirs in zip(reference, expected):
+        assert torch.allclose(ours, theirs, atol=1e-6)
+    assert type(from_model(base, None, device="cpu")) is ModelHandle

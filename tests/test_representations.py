@@ -144,6 +144,60 @@ def test_hidden_states_tokens_join_the_tokens_frame(tiny_handle):
     pd.testing.assert_frame_equal(vectors.tokens, expected, check_like=False)
 
 
+@pytest.fixture(scope="module", params=["bert", "distilbert"])
+def base_and_qa(request, tokenizer):
+    """A headless encoder (what load_base_model gives) and the QA model it is the base of."""
+    from bert_insight.models.handle import from_model
+
+    qa = tiny_qa_model(request.param)
+    base = getattr(qa, "bert" if request.param == "bert" else "distilbert")
+    return (from_model(base, tokenizer, name=f"tiny-{request.param}-base", device="cpu"),
+            from_model(qa, tokenizer, name=f"tiny-{request.param}", device="cpu"))
+
+
+def test_base_encoder_window_is_the_question_context_pair(base_and_qa, tokenizer):
+    """Without a QA head the window is [CLS] question [SEP] context [SEP]: the model's own hidden states for
+    the tokenizer's pair, and the same tokens frame as the QA handle's (one window each) with gold answers."""
+    from bert_insight.models.handle import ModelHandle
+    from bert_insight.tokens_frame import tokens
+
+    base, qa = base_and_qa
+    assert type(base) is ModelHandle
+    vectors = hidden_states(base, EXAMPLES, progress=False)
+    for example in EXAMPLES.itertuples():
+        encoded = tokenizer(example.question, example.context, return_tensors="pt")
+        if base.adapter.family == "distilbert":
+            encoded.pop("token_type_ids")
+        with torch.no_grad():
+            reference = base.model(**encoded, output_hidden_states=True).hidden_states
+        rows = (vectors.tokens["example_id"] == example.example_id).to_numpy()
+        assert vectors.tokens[rows]["token"].tolist() == tokenizer.convert_ids_to_tokens(encoded["input_ids"][0])
+        for layer, expected in enumerate(reference):
+            np.testing.assert_allclose(vectors.vectors[layer][rows], expected[0].numpy(), atol=1e-5)
+    pd.testing.assert_frame_equal(vectors.tokens, tokens(qa, EXAMPLES, answer="gold", progress=False, **WINDOW))
+    qa_vectors = hidden_states(qa, EXAMPLES, progress=False, **WINDOW)
+    for layer in vectors.layers:
+        np.testing.assert_allclose(vectors.vectors[layer], qa_vectors.vectors[layer], atol=1e-6)
+    assert vectors.attrs["params"]["window"] == "question_context" and vectors.attrs["truncated"] == []
+    assert "params" in qa_vectors.attrs and "window" not in qa_vectors.attrs["params"]
+
+
+def test_base_encoder_truncates_the_context_and_says_so(base_and_qa, tokenizer):
+    base, _ = base_and_qa
+    vectors = hidden_states(base, EXAMPLES, layers=[0], max_length=16, progress=False)
+    for example in EXAMPLES.itertuples():
+        expected = tokenizer(example.question, example.context, truncation="only_second", max_length=16)
+        rows = vectors.tokens[vectors.tokens["example_id"] == example.example_id]
+        assert rows["token"].tolist() == tokenizer.convert_ids_to_tokens(expected["input_ids"])
+        assert rows["token"].iloc[-1] == tokenizer.sep_token
+    assert vectors.attrs["truncated"] == ["e1", "e2"]
+    assert "cut to max_length=16" in vectors.attrs["note"]
+    with pytest.raises(BertInsightInputError, match="no QA head"):
+        hidden_states(base, EXAMPLES, predictions=pd.DataFrame(), progress=False)
+    with pytest.raises(BertInsightInputError, match="leaving no room for the context within max_length=6"):
+        hidden_states(base, EXAMPLES, max_length=6, progress=False)
+
+
 @pytest.mark.slow
 def test_default_model_hidden_states_reproduce_the_predicted_span_score(default_handle):
     """On long SQuAD passages the vectors come from the window holding the prediction: the QA head

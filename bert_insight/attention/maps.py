@@ -33,6 +33,7 @@ from ..device import release_freed_memory
 from ..errors import BertInsightInputError
 from ..frames import SENTENCE_TOKEN_COLUMNS, frame_attrs
 from ..layers import resolve_layers
+from ..models.adapters import require_encoder
 from ..models.handle import ClassifierHandle, ModelHandle, QAModelHandle
 from ..text import is_punctuation
 from ..tokens_frame import answer_windows, window_tokens
@@ -197,6 +198,7 @@ def check_heads(heads, num_heads: int) -> tuple[int, ...]:
 def resolve_selection(handle: ModelHandle, layers, heads) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """The block indices and head indices an attention verb collects (checks the handle, then both)."""
     require_model_handle(handle)
+    require_encoder(handle.adapter, "Attention maps and head ablation", handle.name)
     return tuple(resolve_layers(layers, handle.num_layers, axis="blocks")), check_heads(heads, handle.num_heads)
 
 

@@ -1,4 +1,5 @@
-"""Loading a QA checkpoint (a local directory or a Hugging Face hub name) into a handle, and saving one.
+"""Loading a checkpoint (a local directory or a Hugging Face hub name) into a handle -- a QA model, a
+sequence classifier, or a base model without a task head -- and saving one.
 
 Every failure a user can cause -- a directory without config.json, a truncated weights file, an
 unknown dtype, a name that is not a string, a corrupt model card -- becomes one
@@ -15,7 +16,7 @@ from pathlib import Path
 import torch
 
 from ..errors import BertInsightInputError
-from .adapters import adapter_for
+from .adapters import adapter_for, require_encoder
 from .handle import ATTENTION_CHOICES, ClassifierHandle, ModelHandle, QAModelHandle, from_model
 from .store import CARD_FILE, read_card
 
@@ -122,7 +123,8 @@ def load_checkpoint(
     kwargs = _load_kwargs(attention, dtype)
     display_name = display_name or source
     local = Path(source).is_dir()
-    adapter = adapter_for(_config_for(source, display_name, local))
+    adapter = require_encoder(adapter_for(_config_for(source, display_name, local)), "Question answering",
+                              display_name)
     card = read_card(source) if local else {}
     model, info = _weights(AutoModelForQuestionAnswering, source, kwargs, display_name)
     missing = set(info.get("missing_keys", []))
@@ -164,7 +166,7 @@ def load_classifier_checkpoint(
     display_name = display_name or source
     local = Path(source).is_dir()
     config = _config_for(source, display_name, local)
-    adapter_for(config)
+    require_encoder(adapter_for(config), "Sequence classification", display_name)
     card = read_card(source) if local else {}
     task = task or card.get("task") or getattr(config, "finetuning_task", None)
     if not task:
@@ -201,6 +203,33 @@ def load_classifier_checkpoint(
             "analyse the untrained head anyway.")
     return from_model(model, _tokenizer(source, display_name), name=display_name, device=device, card=card,
                       task=spec.name if spec is not None else task)
+
+
+def load_base_checkpoint(
+    source: str,
+    *,
+    device: str | torch.device = "auto",
+    attention: str = "sdpa",
+    dtype: torch.dtype | str | None = None,
+    display_name: str | None = None,
+) -> ModelHandle:
+    """A plain :class:`ModelHandle` for the model at ``source`` (a local directory or a hub name) without
+    a task head: ``AutoModel`` gives the bare encoder or decoder (``BertModel``, ``GPT2Model``; a task
+    head saved with the weights is left out). A tokenizer without a pad token (GPT-2's) gets its
+    end-of-text token as pad token, so batches can be padded (on the right, which causal attention never
+    sees)."""
+    from transformers import AutoModel
+
+    kwargs = _load_kwargs(attention, dtype)
+    display_name = display_name or source
+    local = Path(source).is_dir()
+    adapter = adapter_for(_config_for(source, display_name, local))
+    card = read_card(source) if local else {}
+    model, _ = _weights(AutoModel, source, kwargs, display_name)
+    tokenizer = _tokenizer(source, display_name)
+    if adapter.causal and getattr(tokenizer, "pad_token", None) is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return from_model(model, tokenizer, name=display_name, device=device, card=card)
 
 
 def _weights_error(name: str, error: Exception) -> BertInsightInputError:

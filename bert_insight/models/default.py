@@ -42,7 +42,7 @@ TRAINING_SETTINGS = dict(lr=2e-4, batch_size=32, max_length=384, doc_stride=128,
 #: Held-out evaluation: every question of the held-out articles, at predict()'s default windows.
 EVAL_SETTINGS = dict(max_length=384, doc_stride=128, batch_size=32)
 #: Card fields worth a line in a notebook; the rest (training log, article lists) stays in the file.
-SUMMARY_FIELDS = ("recipe", "task", "exact_match", "f1", "n_eval_questions", "scores", "null_threshold", "eval_split",
+SUMMARY_FIELDS = ("recipe", "task", "exact_match", "f1", "accuracy", "paper_accuracy", "n_eval_questions", "scores", "null_threshold", "eval_split",
                   "n_eval_examples", "steps", "epochs", "n_train_questions", "n_train_examples", "training_data",
                   "base_model", "bf16", "seconds", "cpu", "date")
 

@@ -52,7 +52,9 @@ class ModelHandle:
     ``name``, ``attention`` ("sdpa" or "eager") and a read-only ``card`` (the model card).
 
     The verbs that only read the encoder (attention maps, hidden states) take any handle; QA verbs
-    take a :class:`QAModelHandle`, classification verbs a :class:`ClassifierHandle`.
+    take a :class:`QAModelHandle`, classification verbs a :class:`ClassifierHandle`. A plain
+    ``ModelHandle`` wraps a model without a task head (``BertModel``, ``GPT2Model``, ``GPT2LMHeadModel``;
+    :func:`bert_insight.load_base_model`); GPT-2 handles serve hidden states only (docs/gpt2.md).
     """
 
     model: nn.Module
@@ -83,8 +85,12 @@ class ModelHandle:
 
     @property
     def pad_token_id(self) -> int:
-        """The tokenizer's padding id (0 for tokenizers that define none: padded positions are masked)."""
+        """The tokenizer's padding id; for a tokenizer that defines none, the end-of-text id of a causal
+        decoder (GPT-2's convention) or 0. Padded positions are masked, and windows are padded on the
+        right, so with causal attention the real tokens never see them."""
         pad = getattr(self.tokenizer, "pad_token_id", None)
+        if pad is None and self.adapter.causal:
+            pad = getattr(self.tokenizer, "eos_token_id", None)
         return 0 if pad is None else int(pad)
 
     def batch_inputs(self, windows: list[QAWindow]) -> dict[str, torch.Tensor]:
@@ -162,33 +168,52 @@ def from_model(
     device: str | torch.device = "auto",
     card: Mapping | None = None,
     task: str | None = None,
-) -> QAModelHandle | ClassifierHandle:
+) -> ModelHandle:
     """Wrap an already built model and its (fast) tokenizer in a handle.
 
-    A ``*ForQuestionAnswering`` model gives a :class:`QAModelHandle`; a ``*ForSequenceClassification``
-    model a :class:`ClassifierHandle` for ``task`` (a GLUE task name, or your own name; None reads it
-    from the card or ``config.finetuning_task``). The model is moved to ``device`` and put in eval mode;
-    its attention implementation is read from its config.
+    A ``*ForQuestionAnswering`` model (a ``qa_outputs`` layer) gives a :class:`QAModelHandle`; a
+    ``*ForSequenceClassification`` model a :class:`ClassifierHandle` for ``task`` (a GLUE task name, or
+    your own name; None reads it from the card or ``config.finetuning_task``); any other model of a
+    supported family (a headless ``BertModel``, a masked-LM model) and every GPT-2 model (``GPT2Model``,
+    ``GPT2LMHeadModel``; a GPT-2 task head is not used) a plain :class:`ModelHandle`, for the verbs
+    that read hidden states. The model is moved to ``device`` and put in eval mode; its attention
+    implementation is read from its config. The tokenizer is not changed (a GPT-2 handle pads with the
+    end-of-text id when the tokenizer has no pad token: :attr:`ModelHandle.pad_token_id`).
     """
     if not isinstance(model, nn.Module):
         raise BertInsightInputError(
             f"from_model needs a torch model (got {type(model).__name__}); to load by name or path use "
-            "bert_insight.load_qa_model or bert_insight.load_classifier."
+            "bert_insight.load_qa_model, bert_insight.load_classifier or bert_insight.load_base_model."
         )
     adapter = adapter_for(model)
     card = dict(card or {})
-    classifier = is_sequence_classifier(model)
-    if classifier:
-        task_name, label_names = classifier_task(model, task if task is not None else card.get("task"), name)
+    if adapter.causal:
+        kind = "base"
+    elif is_sequence_classifier(model):
+        kind = "classifier"
+    elif is_qa_model(model):
+        kind = "qa"
     else:
+        kind = "base"
+    if kind == "classifier":
+        task_name, label_names = classifier_task(model, task if task is not None else card.get("task"), name)
+    elif kind == "qa":
         require_qa_head(model, adapter, name)
     resolved = resolve_device(device)
     model = model.to(resolved).eval()
     attention = getattr(model.config, "_attn_implementation", None) or "sdpa"
-    if classifier:
+    if kind == "classifier":
         return ClassifierHandle(model, tokenizer, adapter, resolved, str(name), attention, card,
                                 task=task_name, label_names=label_names)
-    return QAModelHandle(model, tokenizer, adapter, resolved, str(name), attention, card)
+    handle_class = QAModelHandle if kind == "qa" else ModelHandle
+    return handle_class(model, tokenizer, adapter, resolved, str(name), attention, card)
+
+
+def is_qa_model(model: nn.Module) -> bool:
+    """True for a ``*ForQuestionAnswering`` model, or any model with a ``qa_outputs`` submodule (its
+    head is then checked by :func:`require_qa_head`)."""
+    return (type(model).__name__.endswith("ForQuestionAnswering")
+            or isinstance(getattr(model, "qa_outputs", None), nn.Module))
 
 
 def is_sequence_classifier(model: nn.Module) -> bool:

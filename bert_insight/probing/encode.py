@@ -26,6 +26,7 @@ from ..data.edge_tasks import EdgeTask, label_matrix
 from ..device import release_freed_memory
 from ..errors import BertInsightInputError
 from ..layers import resolve_layers
+from ..models.adapters import require_encoder
 from ..models.handle import ModelHandle
 from ..text import joined_word_spans
 from ..windows import encode_sentences, length_sorted_batches, word_pieces
@@ -160,6 +161,8 @@ def encode_targets(handle: ModelHandle, task: EdgeTask, *, layers="all", max_len
     if not isinstance(task, EdgeTask):
         raise BertInsightInputError(f"task must be an EdgeTask (load_edge_task(name) or read_jiant_json), not "
                                     f"{type(task).__name__}.")
+    # A decoder reads a text pair as one stream with no separator: untested ground, refused.
+    require_encoder(handle.adapter, "Edge probing", handle.name)
     chosen = tuple(resolve_layers(layers, handle.num_layers, axis="hidden_states"))
     max_length = min(512, handle.usable_positions or 512) if max_length is None else max_length
     handle.check_fits(max_length)
