@@ -52,13 +52,20 @@ class UsageError(Exception):
 
 
 # ---- parameters -------------------------------------------------------------------------------------
-def parse_parameter_value(text: str) -> bool | int | float | str | None:
-    """A command-line value as a Python literal: int, float, bool (true/false), None (none/null), or str.
+def parse_parameter_value(text: str) -> bool | int | float | str | list | None:
+    """A command-line value as a Python literal: int, float, bool (true/false), None (none/null), a list
+    written as a Python list literal (``'["squad", "babi"]'``), or str.
 
     Quotes force a string (``'"42"'`` -> ``"42"``); anything else that is not a number or a keyword
     stays the text itself.
     """
     stripped = text.strip()
+    if stripped.startswith("[") and stripped.endswith("]"):
+        try:
+            value = ast.literal_eval(stripped)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            return text
+        return value if isinstance(value, list) else text
     if len(stripped) >= 2 and stripped[0] == stripped[-1] and stripped[0] in "\"'":
         return stripped[1:-1]
     lowered = stripped.lower()
@@ -74,7 +81,7 @@ def parse_parameter_value(text: str) -> bool | int | float | str | None:
     return text
 
 
-_SCALAR_TYPES = ("bool", "int", "float", "str")
+_SCALAR_TYPES = ("bool", "int", "float", "str", "list")
 
 
 @dataclass(frozen=True)
@@ -168,6 +175,8 @@ def parameter_type(info: dict) -> ParameterType | None:
 
 
 def _fits(value, kind: str) -> bool:
+    if kind == "list":
+        return isinstance(value, list)
     if kind == "bool":
         return isinstance(value, bool)
     if kind == "int":

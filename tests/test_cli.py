@@ -103,10 +103,18 @@ def test_parameter_without_value_is_a_usage_error(tmp_path, capsys):
 @pytest.mark.parametrize("text, value", [
     ("3", 3), ("-2", -2), ("0.25", 0.25), ("1e-4", 1e-4), ("true", True), ("False", False), ("none", None),
     ("squad", "squad"), ("'42'", "42"), ('"true"', "true"), ("a b", "a b"),
+    ('["squad", "babi"]', ["squad", "babi"]), ("[1, 2.5]", [1, 2.5]), ("[not a literal]", "[not a literal]"),
 ])
 def test_parameter_values_parse_as_literals(text, value):
     parsed = cli.parse_parameter_value(text)
     assert parsed == value and type(parsed) is type(value)
+
+
+def test_a_list_parameter_takes_a_list_literal_and_refuses_a_bare_word():
+    expected = cli.parameter_type({"inferred_type_name": "list", "default": '["squad"]'})
+    assert cli.typed_value('["squad", "babi"]', expected) == ["squad", "babi"]
+    with pytest.raises(ValueError, match="is not list"):
+        cli.typed_value("squad", expected)
 
 
 # ---- typed parameters ----------------------------------------------------------------------------------
@@ -203,7 +211,7 @@ def test_annotations_that_are_checked(annotation, kinds, optional):
     assert cli.parse_annotation(annotation) == cli.ParameterType(kinds, optional=optional)
 
 
-@pytest.mark.parametrize("annotation", ["None", "NoneType", "", "list[int]", "Optional[list]", "Path", "Literal['a']",
+@pytest.mark.parametrize("annotation", ["None", "NoneType", "", "list[int]", "Path", "Literal['a']",
                                         "dict[str, int] | None", "int |"])
 def test_annotations_that_are_not_checked(annotation):
     assert cli.parse_annotation(annotation) is None

@@ -21,6 +21,8 @@ NOTEBOOK_PARAMETERS = {
     "01_ramnath2020_layer_ig.ipynb": ["model", "dataset", "n_examples", "n_steps", "quadrature", "precision", "jsd_top_k",
                                       "top_k", "seed", "projection", "cache_dir"],
     "02_deeplift_squad2.ipynb": ["model", "n_examples", "baseline", "k", "seed", "device", "cache_dir"],
+    "03_vanaken2019.ipynb": ["models", "datasets", "n_examples", "probing_tasks", "n_train", "max_epochs", "method",
+                             "seed", "device", "shared_data", "gpt2", "cache_dir"],
     "04_kovaleva2019_attention.ipynb": ["tasks", "include_qa", "n_examples", "qa_examples", "mode", "n_resamples",
                                         "gallery_examples", "seed", "device", "shared_data"],
     "05_tenney2019_edge_probing.ipynb": ["model", "tasks", "n_train", "n_eval", "modes", "max_epochs", "seed", "device",
@@ -215,3 +217,22 @@ def test_tenney_notebook_runs_on_the_bundled_slices(tmp_path, kernel_name):
     assert "pos: EdgeProbeResult" in printed and "coref: EdgeProbeResult" in printed
     frames = "".join(texts(notebook, "text/html"))
     assert "center_of_gravity" in frames and "expected_layer" in frames
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+def test_vanaken_notebook_runs_with_small_parameters(tmp_path, kernel_name, default_handle):
+    # The bAbI model builds on first use (once per machine, about 40 minutes on 2 cores).
+    notebook = run_notebook("03_vanaken2019.ipynb", tmp_path, kernel_name,
+                            {"n_examples": 12, "n_train": 300, "max_epochs": 3,
+                             "probing_tasks": ["coref", "supporting_facts"]})
+    # per dataset: the phase view of its example and its phase curves; the sentence view; per dataset a
+    # failure view when it has a right and a wrong prediction; the probing curves and the heatmap
+    assert_clean_and_offline(notebook, n_views=9)
+    printed = "".join(texts(notebook, "text/plain"))
+    assert "What is a common punishment in the UK and Ireland?" in printed  # the paper's Table 1 examples
+    assert "What is emily afraid of?" in printed
+    assert "section 5.2 skipped" in printed
+    frames = "".join(texts(notebook, "text/html"))
+    assert "paper_bert" in frames and "answer_separation" in frames and "sup_babi" in frames
+    assert "upper_half_gap" in frames
