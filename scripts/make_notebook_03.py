@@ -96,7 +96,8 @@ def dataset_examples(dataset):
         paper = pool[(pool["task"] == 15) & pool["question"].str.lower().eq("what is emily afraid of?")
                      & pool["context"].str.contains("Emily is a wolf")]
     else:
-        pool = hotpot["hotpotqa_supporting_facts"][0] if hotpot else bi.load_hotpotqa(setting="supporting_facts")
+        # the distractor setting: supporting and distracting sentences, so the question can match either
+        pool = hotpot["hotpotqa_distractor"][0] if hotpot else bi.load_hotpotqa(setting="distractor")
         paper = pool.head(0)
     sample = pool.sample(n=min(n_examples, len(pool)), random_state=seed)
     return pd.concat([paper.head(1), sample]).drop_duplicates("example_id"), (paper["example_id"].iloc[0] if len(paper) else None)
