@@ -106,7 +106,8 @@ def captum_frame(handle, window, start: int, end: int, layers, n_steps: int,
             attribution = attribution.double()
             norm = attribution.norm(dim=-1).numpy()
             rows.append(pd.DataFrame({
-                "example_id": window.example_id, "layer": layer, "target": target,
+                "example_id": window.example_id, "method": "layer_ig", "quadrature": "riemann",
+                "layer": layer, "target": target,
                 "token_index": np.arange(len(window)),
                 "word_index": [-1 if w is None else w for w in window.word_ids],
                 "segment": np.where(in_context, "context", "other"),
