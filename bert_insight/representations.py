@@ -29,8 +29,8 @@ from .data.examples import validate_examples
 from .errors import BertInsightInputError
 from .frames import frame_attrs
 from .layers import resolve_layers
-from .models.handle import ModelHandle, QAModelHandle
-from .tokens_frame import answer_windows, question_context_windows, require_handle, truncation_note, window_tokens
+from .models.handle import ModelHandle, QAModelHandle, require_model_handle
+from .tokens_frame import answer_windows, question_context_windows, truncation_note, window_tokens
 
 PROJECTION_METHODS = ("tsne", "pca", "ica")
 _AXES = ("x", "y", "z")
@@ -108,7 +108,7 @@ def hidden_states(
     """
     from tqdm.auto import tqdm
 
-    require_handle(handle)
+    require_model_handle(handle, "hidden_states")
     examples = validate_examples(examples, allow_empty=False)
     chosen_layers = resolve_layers(layers, handle.num_layers, axis="hidden_states")
     extra: dict = {}

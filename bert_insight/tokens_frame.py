@@ -21,7 +21,7 @@ from ._compat import keywords_only
 from .data.examples import first_answer_span, validate_examples
 from .errors import BertInsightInputError
 from .frames import TOKEN_COLUMNS, frame_attrs
-from .models.handle import ModelHandle, QAModelHandle
+from .models.handle import ModelHandle, QAModelHandle, require_model_handle
 from .qa import validated_analysis_windows, window_settings
 from .text import ROLE_PRIORITY, SUPPORTING_DISTANCE, is_number_word, is_punctuation, stopword_set
 from .windows import DEFAULT_MAX_LENGTH, QAWindow, encode_question_context, text_word_spans
@@ -142,15 +142,6 @@ def answer_windows(handle: QAModelHandle, examples: pd.DataFrame, *, predictions
     return spans, max_length, doc_stride
 
 
-def require_handle(handle) -> ModelHandle:
-    """``handle`` if it is a model handle of any kind, else one BertInsightInputError saying how to get one."""
-    if not isinstance(handle, ModelHandle):
-        raise BertInsightInputError(
-            f"Expected a model handle (got {type(handle).__name__}); load one with bert_insight.load_qa_model, "
-            "load_base_model or from_model.")
-    return handle
-
-
 def question_context_windows(handle: ModelHandle, examples: pd.DataFrame, *, max_length: int | None = None,
                              predictions: pd.DataFrame | None = None, doc_stride: int | None = None
                              ) -> tuple[list[tuple[pd.Series, QAWindow, tuple[int, int] | None]], int, list[str]]:
@@ -163,7 +154,7 @@ def question_context_windows(handle: ModelHandle, examples: pd.DataFrame, *, max
     Nothing is predicted, so the answer span is the first gold answer's (None without one).
     ``predictions`` and ``doc_stride`` belong to QA handles' sliding windows and are refused.
     """
-    require_handle(handle)
+    require_model_handle(handle, "the tokens frame")
     if predictions is not None or doc_stride is not None:
         raise BertInsightInputError(
             f"{handle.name!r} has no QA head, so its window is the question followed by the context (one per "

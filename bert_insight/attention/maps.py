@@ -34,7 +34,7 @@ from ..errors import BertInsightInputError
 from ..frames import SENTENCE_TOKEN_COLUMNS, frame_attrs
 from ..layers import resolve_layers
 from ..models.adapters import require_encoder
-from ..models.handle import ClassifierHandle, ModelHandle, QAModelHandle
+from ..models.handle import ClassifierHandle, ModelHandle, QAModelHandle, require_model_handle
 from ..text import is_punctuation
 from ..tokens_frame import answer_windows, window_tokens
 from ..windows import DEFAULT_SENTENCE_MAX_LENGTH, QAWindow, encode_sentences, length_sorted_batches
@@ -114,7 +114,7 @@ def attention_inputs(handle: ModelHandle, examples: pd.DataFrame, *, predictions
                      progress: bool = False) -> list[tuple[QAWindow, pd.DataFrame]]:
     """One (window, tokens frame) per example, in example order. The tokens frame of a QA example is
     :func:`bert_insight.tokens`' rows plus ``kind``; of a sentence example :func:`sentence_tokens`."""
-    require_model_handle(handle)
+    require_model_handle(handle, "attention verbs")
     if is_sentence_frame(examples):
         if predictions is not None or doc_stride is not None:
             raise BertInsightInputError("predictions and doc_stride are for QA examples; sentence examples "
@@ -142,14 +142,6 @@ def attention_inputs(handle: ModelHandle, examples: pd.DataFrame, *, predictions
         tokens["kind"] = _token_kinds(handle.tokenizer, window, tokens["token"].tolist())
         inputs.append((window, tokens))
     return inputs
-
-
-def require_model_handle(handle) -> ModelHandle:
-    if not isinstance(handle, ModelHandle):
-        raise BertInsightInputError(
-            f"Attention verbs take a model handle (got {type(handle).__name__}); load one with "
-            "bert_insight.load_qa_model() or bert_insight.load_classifier(task=...).")
-    return handle
 
 
 def _frame_task_or_none(examples: pd.DataFrame) -> str | None:
@@ -197,7 +189,7 @@ def check_heads(heads, num_heads: int) -> tuple[int, ...]:
 
 def resolve_selection(handle: ModelHandle, layers, heads) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """The block indices and head indices an attention verb collects (checks the handle, then both)."""
-    require_model_handle(handle)
+    require_model_handle(handle, "attention verbs")
     require_encoder(handle.adapter, "Attention maps and head ablation", handle.name)
     return tuple(resolve_layers(layers, handle.num_layers, axis="blocks")), check_heads(heads, handle.num_heads)
 

@@ -13,8 +13,8 @@ import pandas as pd
 
 from ..errors import BertInsightInputError
 from ..frames import frame_attrs
-from ..models.handle import ClassifierHandle, ModelHandle, QAModelHandle
-from .maps import TOKEN_KINDS, attention_inputs, iter_attention, require_model_handle, resolve_selection
+from ..models.handle import ClassifierHandle, ModelHandle, QAModelHandle, require_model_handle
+from .maps import TOKEN_KINDS, attention_inputs, iter_attention, resolve_selection
 
 SPECIAL_TOKEN_COLUMNS = ("task", "layer", "head", *(f"to_{kind}" for kind in TOKEN_KINDS),
                          *(f"cls_query_to_{kind}" for kind in TOKEN_KINDS), "n_examples")
@@ -110,7 +110,7 @@ def attention_similarity(
     Returns columns task (``handle_b``'s task label), layer, head, cosine_similarity, n_examples.
     """
     layers, heads = resolve_selection(handle_a, layers, heads)
-    require_model_handle(handle_b)
+    require_model_handle(handle_b, "attention verbs")
     if (handle_a.num_layers, handle_a.num_heads) != (handle_b.num_layers, handle_b.num_heads):
         raise BertInsightInputError(
             f"The two models differ in shape ({handle_a.num_layers} x {handle_a.num_heads} against "

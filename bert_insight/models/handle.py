@@ -250,6 +250,16 @@ def classifier_task(model: nn.Module, task: str | None, name: str) -> tuple[str,
     return str(task), tuple(str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(num_labels))
 
 
+def require_model_handle(handle, verb: str) -> ModelHandle:
+    """``handle`` if it is a model handle of any kind (QA, classifier, plain), else one
+    BertInsightInputError saying how to get one."""
+    if not isinstance(handle, ModelHandle):
+        raise BertInsightInputError(
+            f"Expected a model handle for {verb} (got {type(handle).__name__}); load one with "
+            "bert_insight.load_qa_model, load_classifier, load_base_model or from_model.")
+    return handle
+
+
 def require_qa_handle(handle, verb: str) -> QAModelHandle:
     """``handle`` if it is a QAModelHandle, else one BertInsightInputError saying what to pass."""
     if not isinstance(handle, QAModelHandle):

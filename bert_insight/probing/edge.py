@@ -21,7 +21,7 @@ from ..device import resolve_device
 from ..errors import BertInsightInputError
 from ..frames import frame_attrs
 from ..layers import resolve_layers
-from ..models.handle import ModelHandle
+from ..models.handle import ModelHandle, require_model_handle
 from .bank import ProbeBank, ProbeSpec
 from .encode import EncodedTargets, encode_targets
 from .summary import center_of_gravity, differential_scores, expected_layer, kl_to_uniform
@@ -151,9 +151,7 @@ def edge_probe(
     n_targets), ``weights`` (task, layer, weight), ``deltas`` (task, layer, delta) and ``summary``
     (task, center_of_gravity, expected_layer, kl_weights, kl_delta, f1_layer0, f1_all, n_train, n_eval).
     """
-    if not isinstance(handle, ModelHandle):
-        raise BertInsightInputError(f"handle must be a model handle (load_qa_model, load_classifier, from_model), "
-                                    f"not {type(handle).__name__}.")
+    require_model_handle(handle, "edge probing")
     modes = _check_modes(modes)
     chosen = resolve_layers(layers, handle.num_layers, axis="hidden_states")
     settings = ProbeSettings(**dict(probe_params or {})).check()

@@ -27,7 +27,7 @@ from ..device import release_freed_memory
 from ..errors import BertInsightInputError
 from ..layers import resolve_layers
 from ..models.adapters import require_encoder
-from ..models.handle import ModelHandle
+from ..models.handle import ModelHandle, require_model_handle
 from ..text import joined_word_spans
 from ..windows import encode_sentences, length_sorted_batches, word_pieces
 
@@ -155,9 +155,7 @@ def encode_targets(handle: ModelHandle, task: EdgeTask, *, layers="all", max_len
     first for one), for ``layers`` ("all" = 0..L). Texts longer than ``max_length`` pieces (default:
     the model's position limit) are cut; targets reaching past the cut are dropped and counted, as are
     targets whose words have no piece at all."""
-    if not isinstance(handle, ModelHandle):
-        raise BertInsightInputError(f"handle must be a model handle (load_qa_model, load_classifier, from_model), "
-                                    f"not {type(handle).__name__}.")
+    require_model_handle(handle, "edge probing")
     if not isinstance(task, EdgeTask):
         raise BertInsightInputError(f"task must be an EdgeTask (load_edge_task(name) or read_jiant_json), not "
                                     f"{type(task).__name__}.")
