@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from bert_insight.attribution import _ig_core as ig_core
 from bert_insight.attribution import layer_ig as layer_ig_module
 from bert_insight.attribution._ig_core import (
     frozen_weights,
@@ -16,6 +17,7 @@ from bert_insight.attribution._ig_core import (
     layer_integrated_gradients,
     quadrature,
 )
+from bert_insight.attribution._ig_blocks import prepare_blocks
 from bert_insight.attribution.layer_ig import layer_ig
 from bert_insight.device import bf16_is_fast
 from bert_insight.errors import BertInsightInputError
@@ -25,6 +27,7 @@ from bert_insight.qa import analysis_windows
 from bert_insight.testing import captum_layer_ig, module_holding_layer, top_word_sets
 from tests.conftest import tiny_qa_model
 
+CPU = torch.device("cpu")
 WINDOW = dict(max_length=128, doc_stride=32)  # the tiny models embed 128 positions
 CONTEXT = (
     "The harbour town of Kelsey grew around a fishing pier built by the first settlers. Every spring the "
@@ -64,18 +67,22 @@ def tiny_window(tiny_handle):
 
 
 # ---- equivalence with captum ---------------------------------------------------------------------------
+@pytest.mark.parametrize("path", ["family_forward", "prepared_blocks"])
 @pytest.mark.parametrize("method", ["riemann", "gausslegendre"])
-def test_core_equals_captum_for_every_layer_and_target(tiny_handle, tiny_window, method):
+def test_core_equals_captum_for_every_layer_and_target(tiny_handle, tiny_window, method, path):
     window, start, end = tiny_window
     adapter, model = tiny_handle.adapter, tiny_handle.model
     states = hidden_states_once(adapter, model, torch.tensor([window.input_ids]),
                                 torch.tensor([window.token_type_ids]), tiny_handle.num_layers)
     alphas, weights = quadrature(method, 16)
+    blocks = prepare_blocks(adapter, model, "fp32", CPU) if path == "prepared_blocks" else None
+    assert (blocks is None) == (path == "family_forward")
     for layer in range(tiny_handle.num_layers + 1):
         with frozen_weights(model):
             result = layer_integrated_gradients(adapter, model, layer, states[layer], start, end,
                                                 targets=("start", "end", "start+end"), alphas=alphas,
-                                                weights=weights, chunk=5)  # uneven chunks on purpose
+                                                weights=weights, chunk=5,  # uneven chunks on purpose
+                                                blocks=blocks)
         references = {}
         for target, index in (("start", start), ("end", end)):
             references[target], _ = captum_layer_ig(tiny_handle, window, layer, target, index, method, 16)
@@ -254,13 +261,15 @@ def test_killed_run_resumes_from_the_cache(tiny_handle, tmp_path, monkeypatch):
     assert computed == ["q0", "q1"]
 
 
-def test_no_state_survives_an_exception_mid_path(tokenizer, monkeypatch):
+@pytest.mark.parametrize("path", ["family_forward", "prepared_blocks"])
+def test_no_state_survives_an_exception_mid_path(tokenizer, monkeypatch, path):
     handle = tiny_handle_of("bert", tokenizer)
     model = handle.model
     model.qa_outputs.weight.requires_grad_(False)  # a user's own choice must come back as it was
     before = {name: parameter.requires_grad for name, parameter in model.named_parameters()}
     calls = []
     real_run_block = ArchitectureAdapter.run_block
+    real_block_forward = ig_core.block_forward
 
     def fails_inside_the_path(self, model, layer, hidden, attention_mask=None):
         calls.append(hidden.requires_grad)
@@ -268,7 +277,17 @@ def test_no_state_survives_an_exception_mid_path(tokenizer, monkeypatch):
             raise RuntimeError("out of memory (simulated)")
         return real_run_block(self, model, layer, hidden, attention_mask)
 
-    monkeypatch.setattr(ArchitectureAdapter, "run_block", fails_inside_the_path)
+    def prepared_fails_inside_the_path(block, hidden, **kwargs):
+        calls.append(hidden.requires_grad)
+        if hidden.requires_grad:
+            raise RuntimeError("out of memory (simulated)")
+        return real_block_forward(block, hidden, **kwargs)
+
+    if path == "family_forward":
+        monkeypatch.setattr(layer_ig_module, "prepare_blocks", lambda *args: None)
+        monkeypatch.setattr(ArchitectureAdapter, "run_block", fails_inside_the_path)
+    else:
+        monkeypatch.setattr(ig_core, "block_forward", prepared_fails_inside_the_path)
     with pytest.raises(RuntimeError, match="simulated"):
         layer_ig(handle, make_examples(1), layers=[1], n_steps=3, progress=False, **WINDOW)
     assert True in calls

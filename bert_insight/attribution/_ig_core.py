@@ -23,6 +23,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from ._ig_blocks import PreparedBlock, block_forward
 from ._kernels import linear_kernels, precision_context
 
 #: What each target integrates: the logit of the predicted start token, of the predicted end token,
@@ -115,11 +116,14 @@ def layer_integrated_gradients(
     weights: torch.Tensor,
     precision: str = "fp32",
     chunk: int | None = None,
+    blocks: list[PreparedBlock] | None = None,
 ) -> LayerIG:
     """IG of the target logits with respect to hidden state ``layer`` (``hidden``: (1, T, D)), zero baseline.
 
     Call inside :func:`frozen_weights`. ``chunk`` interpolation points go through blocks
-    ``layer..L-1`` per forward (default: all that fit :data:`DEFAULT_MEMORY_BUDGET`).
+    ``layer..L-1`` per forward (default: all that fit :data:`DEFAULT_MEMORY_BUDGET`). ``blocks`` (from
+    :func:`._ig_blocks.prepare_blocks`, in ``precision``): run the fast path (target rows only in the last
+    block, the first block's projections once); None: the family's own block forward.
     """
     device = hidden.device
     hidden = hidden.detach().float()
@@ -134,6 +138,9 @@ def layer_integrated_gradients(
         separate = []  # one backward of the summed logit is enough
     alphas = alphas.to(device=device, dtype=torch.float32)
     weights = weights.to(device=device, dtype=torch.float32)
+    if blocks is not None and layer < len(blocks):  # hidden state L runs no block: the QA head alone
+        return _prepared_layer_ig(adapter, model, blocks, layer, hidden, start_index, end_index, targets=targets,
+                                  separate=separate, alphas=alphas, weights=weights, chunk=chunk)
     grad_sums = {name: torch.zeros_like(hidden[0]) for name in (separate or ["start+end"])}
 
     with torch.enable_grad(), linear_kernels(model, precision, device):
@@ -161,6 +168,60 @@ def layer_integrated_gradients(
     with torch.no_grad(), linear_kernels(model, precision, device), precision_context(precision, device):
         ends = torch.cat([hidden, torch.zeros_like(hidden)])
         start, end = _target_logits(adapter, model, layer, ends, start_index, end_index)
+    values = {"start": start, "end": end, "start+end": start + end}
+    return LayerIG(
+        attributions={name: hidden[0] * grad_sums[name] for name in targets},
+        at_input={name: float(values[name][0]) for name in targets},
+        at_baseline={name: float(values[name][1]) for name in targets},
+    )
+
+
+def _prepared_layer_ig(adapter, model, blocks: list[PreparedBlock], layer: int, hidden: torch.Tensor,
+                       start_index: int, end_index: int, *, targets: tuple[str, ...], separate: list[str],
+                       alphas: torch.Tensor, weights: torch.Tensor, chunk: int) -> LayerIG:
+    """:func:`layer_integrated_gradients` on prepared blocks (the CPU fast path; see :mod:`._ig_blocks`).
+
+    On the path ``alpha * h`` the first block's fused projection is ``alpha * (h W^T) + b`` and the
+    residual branch is ``alpha * h``: both are the autograd leaves, their path-weighted gradients are summed
+    over the chunks, and the gradient with respect to the hidden state is ``G_qkv W + G_residual``, one
+    product per layer instead of one per path point and target.
+    """
+    last = len(blocks) - 1
+    first = blocks[layer]
+    rows = sorted({start_index, end_index})
+    start_row, end_row = rows.index(start_index), rows.index(end_index)
+    projected = first.qkv_of(hidden)  # (1, T, 3D) fp32, without the bias
+
+    def target_logits(alpha: torch.Tensor, track: bool):
+        scale = alpha[:, None, None]
+        qkv = (scale * projected + first.qkv_bias_fp32).requires_grad_(track)
+        residual = (scale * hidden).requires_grad_(track)
+        state = block_forward(first, residual, qkv=qkv, rows=rows if layer == last else None)
+        for index in range(layer + 1, last + 1):
+            state = block_forward(blocks[index], state, rows=rows if index == last else None)
+        start, end = adapter.qa_logits(model, state)
+        return (qkv, residual), start[:, start_row].float(), end[:, end_row].float()
+
+    names = separate or ["start+end"]
+    qkv_sums = {name: torch.zeros_like(projected[0]) for name in names}
+    residual_sums = {name: torch.zeros_like(hidden[0]) for name in names}
+    with torch.enable_grad():
+        for first_step in range(0, len(alphas), chunk):
+            weight = weights[first_step: first_step + chunk]
+            leaves, start, end = target_logits(alphas[first_step: first_step + chunk], True)
+            outputs = {"start": start, "end": end, "start+end": start + end}
+            for position, name in enumerate(names):
+                qkv_gradient, residual_gradient = torch.autograd.grad(
+                    outputs[name], leaves, grad_outputs=weight, retain_graph=position < len(names) - 1)
+                qkv_sums[name] += qkv_gradient.sum(0)
+                residual_sums[name] += residual_gradient.sum(0)
+            del leaves, start, end, outputs
+    grad_sums = {name: qkv_sums[name] @ first.qkv_weight_fp32 + residual_sums[name] for name in names}
+    if separate and "start+end" in targets:
+        grad_sums["start+end"] = grad_sums["start"] + grad_sums["end"]
+
+    with torch.no_grad():
+        _, start, end = target_logits(torch.tensor([1.0, 0.0], device=hidden.device), False)
     values = {"start": start, "end": end, "start+end": start + end}
     return LayerIG(
         attributions={name: hidden[0] * grad_sums[name] for name in targets},

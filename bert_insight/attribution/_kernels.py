@@ -69,6 +69,13 @@ class _FrozenLinear(torch.autograd.Function):
         return grad_input, None, None, None, None
 
 
+def frozen_linear(inputs: torch.Tensor, weight: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None,
+                  output_dtype: torch.dtype) -> torch.Tensor:
+    """``inputs W^T + b`` in ``weight``'s dtype (``weight_t`` = ``W^T`` contiguous, for the backward), output
+    in ``output_dtype``; differentiable in ``inputs`` only."""
+    return _FrozenLinear.apply(inputs, weight, weight_t, bias, output_dtype)
+
+
 def _frozen_forward(weight, weight_t, bias, output_dtype, inputs):
     return _FrozenLinear.apply(inputs, weight, weight_t, bias, output_dtype)
 

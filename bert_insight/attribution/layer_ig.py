@@ -34,6 +34,7 @@ from ._ig_core import (
     layer_integrated_gradients,
     quadrature as quadrature_rule,
 )
+from ._ig_blocks import prepare_blocks
 from ._kernels import linear_kernels
 from ._runner import WindowRows, attribute_examples, check_targets
 
@@ -85,12 +86,14 @@ def _attribute_window(handle, window, start_index: int, end_index: int, *, layer
     inputs = handle.batch_inputs([window])  # one window: no padding, so the blocks need no mask
     states = hidden_states_once(adapter, model, inputs["input_ids"], inputs.get("token_type_ids"), max(layers))
     rows = WindowRows(window, METHOD, quadrature)
+    # The CPU fast path where the model fits it (None: the family's own block forward).
+    blocks = prepare_blocks(adapter, model, precision, handle.device)
     # One switch of the linear kernels for all layers (layer_integrated_gradients' own is then a no-op).
     with frozen_weights(model), linear_kernels(model, precision, handle.device):
         for layer in layers:
             result = layer_integrated_gradients(
                 adapter, model, layer, states[layer], start_index, end_index, targets=targets,
-                alphas=alphas, weights=weights, precision=precision, chunk=steps_per_batch,
+                alphas=alphas, weights=weights, precision=precision, chunk=steps_per_batch, blocks=blocks,
             )
             for target in targets:
                 rows.add(layer, target, result.attributions[target], result.at_input[target],

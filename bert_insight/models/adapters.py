@@ -38,6 +38,22 @@ def _first_tensor(output) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
+class BlockLayout:
+    """Where a post-LayerNorm encoder block keeps its parts (dotted paths relative to the block), for code
+    that runs the block from its weights (the layer-IG fast path, bert_insight.attribution._ig_blocks)."""
+
+    query: str
+    key: str
+    value: str
+    attention_output: str
+    attention_norm: str
+    ffn_in: str
+    activation: str
+    ffn_out: str
+    output_norm: str
+
+
+@dataclass(frozen=True)
 class ArchitectureAdapter:
     """Where one architecture family keeps its parts (attribute paths relative to the QA model)."""
 
@@ -59,6 +75,8 @@ class ArchitectureAdapter:
     causal: bool = False
     #: (method name, why this family cannot serve it) pairs; each such method raises BertInsightInputError.
     unsupported: tuple[tuple[str, str], ...] = ()
+    #: The block's parts, for running it from its weights (None: only the family's own forward is run).
+    block_layout: BlockLayout | None = None
 
     def _require(self, method: str) -> None:
         reason = dict(self.unsupported).get(method)
@@ -99,6 +117,15 @@ class ArchitectureAdapter:
         if self.family == "albert":
             block = block.albert_layers[0]
         return module_at(block, dotted)
+
+    def block_parts(self, model: nn.Module, layer: int) -> dict[str, nn.Module] | None:
+        """Block ``layer``'s parts by :class:`BlockLayout` field name, or None when this family has no layout
+        or this model's block is not the plain layout (ALBERT with several layers per group)."""
+        if self.block_layout is None:
+            return None
+        if self.family == "albert" and len(self.blocks(model)[layer].albert_layers) != 1:
+            return None
+        return {name: self.block_part(model, layer, path) for name, path in vars(self.block_layout).items()}
 
     def attention_output_projection(self, model: nn.Module, layer: int) -> nn.Linear:
         self._require("attention_output_projection")
@@ -210,6 +237,12 @@ _BERT_LIKE = dict(
     attention_output_projection_path="attention.output.dense",
     value_projection_path="attention.self.value",
     self_attention_path="attention.self",
+    block_layout=BlockLayout(
+        query="attention.self.query", key="attention.self.key", value="attention.self.value",
+        attention_output="attention.output.dense", attention_norm="attention.output.LayerNorm",
+        ffn_in="intermediate.dense", activation="intermediate.intermediate_act_fn", ffn_out="output.dense",
+        output_norm="output.LayerNorm",
+    ),
 )
 
 ADAPTERS: dict[str, ArchitectureAdapter] = {
@@ -230,6 +263,11 @@ ADAPTERS: dict[str, ArchitectureAdapter] = {
         value_projection_path="attention.value",
         self_attention_path="attention",
         embedding_projection_path="encoder.embedding_hidden_mapping_in",
+        block_layout=BlockLayout(
+            query="attention.query", key="attention.key", value="attention.value",
+            attention_output="attention.dense", attention_norm="attention.LayerNorm", ffn_in="ffn",
+            activation="activation", ffn_out="ffn_output", output_norm="full_layer_layer_norm",
+        ),
     ),
     "distilbert": ArchitectureAdapter(
         "distilbert",
@@ -241,6 +279,11 @@ ADAPTERS: dict[str, ArchitectureAdapter] = {
         value_projection_path="attention.v_lin",
         self_attention_path="attention",
         uses_token_type_ids=False,
+        block_layout=BlockLayout(
+            query="attention.q_lin", key="attention.k_lin", value="attention.v_lin",
+            attention_output="attention.out_lin", attention_norm="sa_layer_norm", ffn_in="ffn.lin1",
+            activation="ffn.activation", ffn_out="ffn.lin2", output_norm="output_layer_norm",
+        ),
     ),
 }
 
