@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._kernels import frozen_linear
+from ._kernels import frozen_linear, linear_backend
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -44,14 +44,17 @@ class _Weights:
     weight: torch.Tensor
     weight_t: torch.Tensor
     bias: torch.Tensor | None
+    #: "onednn" or "aten", measured for this shape and dtype on this machine (_kernels.linear_backend).
+    backend: str
 
     @classmethod
     def of(cls, weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype) -> "_Weights":
         weight = weight.detach().to(dtype).contiguous()
-        return cls(weight, weight.t().contiguous(), None if bias is None else bias.detach().to(dtype).contiguous())
+        return cls(weight, weight.t().contiguous(), None if bias is None else bias.detach().to(dtype).contiguous(),
+                   linear_backend(dtype, weight.shape[1], weight.shape[0]))
 
     def __call__(self, inputs: torch.Tensor, output_dtype: torch.dtype) -> torch.Tensor:
-        return frozen_linear(inputs, self.weight, self.weight_t, self.bias, output_dtype)
+        return frozen_linear(inputs, self.weight, self.weight_t, self.bias, output_dtype, self.backend)
 
 
 class _Gelu(torch.autograd.Function):
@@ -69,39 +72,58 @@ class _Gelu(torch.autograd.Function):
         return grad_output * derivative, None
 
 
-class _AttentionBF16(torch.autograd.Function):
-    """softmax(q k^T) v with bf16 products and an fp32 softmax; q already carries the 1/sqrt(d) scale.
+def _split_heads(tensor: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """(B, T, H * d) with any strides -> contiguous (B * H, T, d)."""
+    batch, length, width = tensor.shape
+    return tensor.reshape(batch, length, n_heads, width // n_heads).transpose(1, 2).reshape(
+        batch * n_heads, length, width // n_heads)
 
-    On CPU, SDPA's bf16 backward is slower than its fp32 one; this one is batched matrix products
-    (oneDNN's bf16 kernels) plus torch's fused softmax backward, on (B, H, T, d) inputs.
+
+def _merge_heads(tensor: torch.Tensor, batch: int) -> torch.Tensor:
+    """(B * H, T, d) -> (B, T, H * d)."""
+    heads_total, length, head_dim = tensor.shape
+    n_heads = heads_total // batch
+    return tensor.view(batch, n_heads, length, head_dim).transpose(1, 2).reshape(batch, length, n_heads * head_dim)
+
+
+class _Attention(torch.autograd.Function):
+    """softmax(q k^T) v per head from the fused projection, in its dtype (q already carries the 1/sqrt(d)).
+
+    ``qkv``: (B, T, 3D), or ``query`` (B, Tq, D) and ``key_value`` (B, T, 2D) with ``qkv=None`` (the last
+    block's target rows). Batched matrix products, torch's softmax and its fused backward, all in the input
+    dtype (torch's bf16 softmax computes in fp32 inside), and the gradient comes back already packed as its
+    input was: on CPU this is faster than SDPA in bf16 (whose backward is slower than its fp32 one) and in
+    fp32, and no transposed copies or zero-filled slice gradients are made around it.
     """
 
     @staticmethod
-    def forward(ctx, query, key, value):
-        batch, heads, n_queries, head_dim = query.shape
-        n_keys = key.shape[2]
-        query = query.reshape(batch * heads, n_queries, head_dim)
-        key = key.reshape(batch * heads, n_keys, head_dim)
-        value = value.reshape(batch * heads, n_keys, head_dim)
-        probabilities = torch.softmax(torch.bmm(query, key.transpose(1, 2)), dim=-1, dtype=torch.float32)
-        probabilities_low = probabilities.to(query.dtype)
-        ctx.save_for_backward(query, key, value, probabilities, probabilities_low)
-        return torch.bmm(probabilities_low, value).view(batch, heads, n_queries, head_dim)
+    def forward(ctx, qkv, query, key_value, n_heads):
+        if qkv is not None:
+            width = qkv.shape[-1] // 3
+            query, key_value = qkv[..., :width], qkv[..., width:]
+        batch, width = query.shape[0], query.shape[-1]
+        query = _split_heads(query, n_heads)
+        key = _split_heads(key_value[..., :width], n_heads)
+        value = _split_heads(key_value[..., width:], n_heads)
+        probabilities = torch.softmax(torch.bmm(query, key.transpose(1, 2)), dim=-1)
+        ctx.save_for_backward(query, key, value, probabilities)
+        ctx.packed, ctx.batch = qkv is not None, batch
+        return _merge_heads(torch.bmm(probabilities, value), batch)
 
     @staticmethod
-    def backward(ctx, grad_output):
-        query, key, value, probabilities, probabilities_low = ctx.saved_tensors
-        shape = grad_output.shape
-        grad_output = grad_output.reshape(query.shape[0], shape[2], shape[3]).to(query.dtype)
-        grad_value = torch.bmm(probabilities_low.transpose(1, 2), grad_output)
-        grad_probabilities = torch.bmm(grad_output, value.transpose(1, 2)).float()
+    def backward(ctx, grad_context):
+        query, key, value, probabilities = ctx.saved_tensors
+        n_heads = query.shape[0] // ctx.batch
+        grad_context = _split_heads(grad_context.to(query.dtype), n_heads)
+        grad_value = torch.bmm(probabilities.transpose(1, 2), grad_context)
         grad_scores = torch.ops.aten._softmax_backward_data(
-            grad_probabilities, probabilities, -1, torch.float32).to(query.dtype)
-        grad_query = torch.bmm(grad_scores, key)
-        grad_key = torch.bmm(grad_scores.transpose(1, 2), query)
-        batch, heads = shape[0], shape[1]
-        return (grad_query.view(batch, heads, -1, shape[3]), grad_key.view(batch, heads, -1, shape[3]),
-                grad_value.view(batch, heads, -1, shape[3]))
+            torch.bmm(grad_context, value.transpose(1, 2)), probabilities, -1, query.dtype)
+        grad_query = _merge_heads(torch.bmm(grad_scores, key), ctx.batch)
+        grad_key_value = torch.cat([_merge_heads(torch.bmm(grad_scores.transpose(1, 2), query), ctx.batch),
+                                    _merge_heads(grad_value, ctx.batch)], dim=-1)
+        if ctx.packed:
+            return torch.cat([grad_query, grad_key_value], dim=-1), None, None, None
+        return None, grad_query, grad_key_value, None
 
 
 @dataclass
@@ -190,12 +212,6 @@ def _bias(linear: nn.Linear) -> torch.Tensor:
     return linear.bias if linear.bias is not None else linear.weight.new_zeros(linear.out_features)
 
 
-def _heads(tensor: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """(B, T, D) -> (B, H, T, D / H), a view."""
-    batch, length, width = tensor.shape
-    return tensor.view(batch, length, n_heads, width // n_heads).transpose(1, 2)
-
-
 def _norm(norm: nn.LayerNorm, inputs: torch.Tensor) -> torch.Tensor:
     return F.layer_norm(inputs, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
 
@@ -211,23 +227,16 @@ def block_forward(block: PreparedBlock, hidden: torch.Tensor, *, qkv: torch.Tens
     dtype = block.compute_dtype
     width = hidden.shape[-1]
     if qkv is None and rows is not None:
-        key_value = block.key_value(hidden, dtype)
-        query, key, value = block.query(hidden[:, rows], dtype), key_value[..., :width], key_value[..., width:]
+        context = _Attention.apply(None, block.query(hidden[:, rows], dtype), block.key_value(hidden, dtype),
+                                   block.n_heads)
     else:
-        if qkv is None:
-            qkv = block.qkv(hidden, dtype)
-        qkv = qkv.to(dtype)
-        query, key, value = qkv[..., :width], qkv[..., width:2 * width], qkv[..., 2 * width:]
-        if rows is not None:
-            query = query[:, rows]
+        qkv = block.qkv(hidden, dtype) if qkv is None else qkv.to(dtype)
+        if rows is None:
+            context = _Attention.apply(qkv, None, None, block.n_heads)
+        else:
+            context = _Attention.apply(None, qkv[:, rows, :width], qkv[..., width:], block.n_heads)
     if rows is not None:
         hidden = hidden[:, rows]
-    query, key, value = (_heads(part, block.n_heads) for part in (query, key, value))
-    if dtype == torch.float32:
-        context = F.scaled_dot_product_attention(query, key, value, scale=1.0)
-    else:
-        context = _AttentionBF16.apply(query, key, value)
-    context = context.transpose(1, 2).reshape(*hidden.shape[:2], width)
     attended = _norm(block.attention_norm, block.attention_output(context, torch.float32) + hidden)
     inner = block.activation(block.ffn_in(attended, dtype))
     return _norm(block.output_norm, block.ffn_out(inner, torch.float32) + attended)

@@ -1,4 +1,4 @@
-"""Linear layers for the frozen-weight IG path on CPU: oneDNN kernels, input gradients only.
+"""Linear layers for the frozen-weight IG path on CPU: kernels chosen by measurement, input gradients only.
 
 IG needs the gradient with respect to a hidden state, never with respect to a weight, and on CPU
 torch sends fp32 ``nn.Linear`` to MKL, which runs well below oneDNN's fp32 kernels (on the 2-core
@@ -13,7 +13,8 @@ Zen 5 development machine: 170 against 265 GFLOP/s for a 7,800 x 384 x 1,536 pro
   residual sums and LayerNorm stay fp32, so attention keeps SDPA's fused fp32 kernel, whose backward
   is faster on CPU than its bf16 one.
 
-Where oneDNN's op is missing (other torch builds) the same function runs ``F.linear``. On GPUs
+Which kernel (oneDNN or ``F.linear``) runs each shape is measured once per machine (:func:`linear_backend`);
+where oneDNN's op is missing (other torch builds) ``F.linear`` runs. On GPUs
 nothing is replaced: ``precision="bf16"`` uses autocast there (:func:`precision_context`).
 """
 
@@ -44,40 +45,139 @@ def _onednn_linear_available(dtype: torch.dtype = torch.float32) -> bool:
         return False
 
 
-def _linear(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+def _linear(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+            backend: str = "onednn") -> torch.Tensor:
     flat = inputs.reshape(-1, inputs.shape[-1]).contiguous()
-    if _onednn_linear_available(weight.dtype):
+    if backend == "onednn" and _onednn_linear_available(weight.dtype):
         out = torch.ops.mkldnn._linear_pointwise(flat, weight, bias, "none", [], "")
     else:
         out = torch.nn.functional.linear(flat, weight, bias)
     return out.reshape(*inputs.shape[:-1], weight.shape[0])
 
 
+# ---- kernels chosen by measurement ------------------------------------------------------------------------
+BACKENDS = ("onednn", "aten")
+#: Rows of the products timed when choosing (a chunk of path points times a window: 17 x 156 = 2,652 for
+#: MiniLM at 256 tokens; the ranking of the kernels does not change between 2,000 and 8,000 rows here).
+_CHOICE_ROWS = 4096
+_CHOICES_FILE = "linear_kernels.json"
+_choices: dict[str, str] | None = None
+
+
+def _choice_key(dtype: torch.dtype, in_features: int, out_features: int) -> str:
+    from ..device import cpu_description
+
+    return (f"{cpu_description()} | torch {torch.__version__} | {torch.get_num_threads()} threads | "
+            f"{str(dtype).removeprefix('torch.')} | {in_features}x{out_features}")
+
+
+def _choices_path():
+    from ..models.store import cache_root
+
+    return cache_root() / _CHOICES_FILE
+
+
+def _load_choices() -> dict[str, str]:
+    global _choices
+    if _choices is None:
+        import json
+
+        try:
+            _choices = json.loads(_choices_path().read_text())
+        except (OSError, ValueError):
+            _choices = {}
+    return _choices
+
+
+def _time_backend(backend: str, dtype: torch.dtype, in_features: int, out_features: int) -> float:
+    """Seconds of the forward product and the backward's input-gradient product, best of three."""
+    import time
+
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(_CHOICE_ROWS, in_features, generator=generator).to(dtype)
+    grad = torch.randn(_CHOICE_ROWS, out_features, generator=generator).to(dtype)
+    weight = torch.randn(out_features, in_features, generator=generator).to(dtype)
+    weight_t = weight.t().contiguous()
+    best = float("inf")
+    for _ in range(4):  # the first run builds the kernels; counted only if it is somehow the fastest
+        start = time.perf_counter()
+        _linear(inputs, weight, None, backend)
+        _linear(grad, weight_t, None, backend)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def linear_backend(dtype: torch.dtype, in_features: int, out_features: int) -> str:
+    """The faster CPU kernel for an ``in_features -> out_features`` product in ``dtype`` on this machine:
+    "onednn" (``torch.ops.mkldnn._linear_pointwise``) or "aten" (``F.linear``: MKL for fp32).
+
+    Timed at first use, then remembered per CPU model, torch version, thread count, dtype and shape in
+    ``<cache_root>/linear_kernels.json`` (:func:`bert_insight.models.store.cache_root`). oneDNN wins on the
+    AMD Zen 4 and Zen 5 machines measured so far, but the margin is a property of the machine, not of the
+    library. ``$BERT_INSIGHT_LINEAR_KERNEL`` = onednn / aten forces one (tests, comparisons).
+    """
+    import os
+
+    forced = os.environ.get("BERT_INSIGHT_LINEAR_KERNEL")
+    if forced in BACKENDS:
+        return forced
+    if not _onednn_linear_available(dtype):
+        return "aten"
+    choices = _load_choices()
+    key = _choice_key(dtype, in_features, out_features)
+    if key not in choices:
+        times = {backend: _time_backend(backend, dtype, in_features, out_features) for backend in BACKENDS}
+        choices[key] = min(times, key=times.get)
+        _save_choices(choices)
+    return choices[key]
+
+
+def _save_choices(choices: dict[str, str]) -> None:
+    import json
+    import os
+    import tempfile
+
+    path = _choices_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(handle, "w") as file:
+            json.dump(choices, file, indent=1, sort_keys=True)
+        os.replace(temporary, path)
+    except OSError:  # a read-only cache: measure again next process, never fail the analysis
+        pass
+
+
+def chosen_backends() -> dict[str, str]:
+    """Every choice made or loaded in this process (key: machine | torch | threads | dtype | shape)."""
+    return dict(_load_choices())
+
+
 class _FrozenLinear(torch.autograd.Function):
     """``x W^T + b`` in ``W``'s dtype, output in ``output_dtype``; the backward gives only ``grad x``."""
 
     @staticmethod
-    def forward(ctx, inputs, weight, weight_t, bias, output_dtype):
+    def forward(ctx, inputs, weight, weight_t, bias, output_dtype, backend):
         ctx.save_for_backward(weight_t)
-        ctx.input_dtype = inputs.dtype
-        return _linear(inputs.to(weight.dtype), weight, bias).to(output_dtype)
+        ctx.input_dtype, ctx.backend = inputs.dtype, backend
+        return _linear(inputs.to(weight.dtype), weight, bias, backend).to(output_dtype)
 
     @staticmethod
     def backward(ctx, grad_output):
         (weight_t,) = ctx.saved_tensors
-        grad_input = _linear(grad_output.to(weight_t.dtype), weight_t, None).to(ctx.input_dtype)
-        return grad_input, None, None, None, None
+        grad_input = _linear(grad_output.to(weight_t.dtype), weight_t, None, ctx.backend).to(ctx.input_dtype)
+        return grad_input, None, None, None, None, None
 
 
 def frozen_linear(inputs: torch.Tensor, weight: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None,
-                  output_dtype: torch.dtype) -> torch.Tensor:
+                  output_dtype: torch.dtype, backend: str = "onednn") -> torch.Tensor:
     """``inputs W^T + b`` in ``weight``'s dtype (``weight_t`` = ``W^T`` contiguous, for the backward), output
-    in ``output_dtype``; differentiable in ``inputs`` only."""
-    return _FrozenLinear.apply(inputs, weight, weight_t, bias, output_dtype)
+    in ``output_dtype``, by ``backend`` (:func:`linear_backend`); differentiable in ``inputs`` only."""
+    return _FrozenLinear.apply(inputs, weight, weight_t, bias, output_dtype, backend)
 
 
-def _frozen_forward(weight, weight_t, bias, output_dtype, inputs):
-    return _FrozenLinear.apply(inputs, weight, weight_t, bias, output_dtype)
+def _frozen_forward(weight, weight_t, bias, output_dtype, backend, inputs):
+    return _FrozenLinear.apply(inputs, weight, weight_t, bias, output_dtype, backend)
 
 
 _MARK = "_bert_insight_linear_dtype"
@@ -106,7 +206,8 @@ def linear_kernels(model: nn.Module, precision: str, device: torch.device) -> It
             # layer after it: four casts of the widest tensor fewer per block and pass. Every other
             # output is fp32, so attention inputs, residual sums and LayerNorm stay fp32.
             output_dtype = dtype if module.out_features > module.in_features else torch.float32
-            module.forward = functools.partial(_frozen_forward, weight, weight_t, bias, output_dtype)
+            backend = linear_backend(dtype, module.in_features, module.out_features)
+            module.forward = functools.partial(_frozen_forward, weight, weight_t, bias, output_dtype, backend)
             setattr(module, _MARK, dtype)
             switched.append(module)
         yield

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from .._compat import renamed
 from ..data.examples import validate_examples
-from ..device import bf16_is_fast
+from ..device import bf16_is_fast, reused_heap
 from ..errors import BertInsightInputError
 from ..frames import frame_attrs
 from ..layers import resolve_layers
@@ -88,8 +88,9 @@ def _attribute_window(handle, window, start_index: int, end_index: int, *, layer
     rows = WindowRows(window, METHOD, quadrature)
     # The CPU fast path where the model fits it (None: the family's own block forward).
     blocks = prepare_blocks(adapter, model, precision, handle.device)
-    # One switch of the linear kernels for all layers (layer_integrated_gradients' own is then a no-op).
-    with frozen_weights(model), linear_kernels(model, precision, handle.device):
+    # One switch of the linear kernels for all layers (layer_integrated_gradients' own is then a no-op);
+    # freed activation buffers are reused rather than page-faulted in again on every pass.
+    with frozen_weights(model), linear_kernels(model, precision, handle.device), reused_heap():
         for layer in layers:
             result = layer_integrated_gradients(
                 adapter, model, layer, states[layer], start_index, end_index, targets=targets,
