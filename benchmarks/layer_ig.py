@@ -303,6 +303,81 @@ def bench_model(label: str, handle, how: str, examples: pd.DataFrame, args, peak
     return {"table": table, "verdicts": verdicts}
 
 
+def levers(handle, examples: pd.DataFrame, args) -> None:
+    """Each lever of the fast path switched off alone, on the first example (all layers, both targets).
+
+    Runs first in the process: reused_heap() leaves glibc's thresholds set on exit, so "default heap" is
+    only the default before any layer_ig call.
+    """
+    import contextlib
+    import os
+
+    window_args = dict(max_length=args.max_length, doc_stride=args.doc_stride)
+    one = examples.head(1)
+    predictions = predict(handle, one, progress=False, **window_args)
+    precisions = ("fp32", "bf16") if args.native_bf16 else ("fp32",)
+    for precision in precisions:  # warm-up, untimed
+        layer_ig(handle, one, layers=[handle.num_layers - 1], precision=precision, progress=False,
+                 predictions=predictions, **window_args)
+
+    def timed(precision: str) -> float:
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            layer_ig(handle, one, n_steps=args.n_steps, precision=precision, progress=False,
+                     predictions=predictions, **window_args)
+        return time.perf_counter() - start
+
+    @contextlib.contextmanager
+    def patched(name, value):
+        saved = getattr(layer_ig_module, name)
+        setattr(layer_ig_module, name, value)
+        try:
+            yield
+        finally:
+            setattr(layer_ig_module, name, saved)
+
+    @contextlib.contextmanager
+    def forced_kernel(backend):
+        os.environ["BERT_INSIGHT_LINEAR_KERNEL"] = backend
+        try:
+            yield
+        finally:
+            del os.environ["BERT_INSIGHT_LINEAR_KERNEL"]
+
+    variants = [
+        ("default heap (no reused_heap)", lambda: patched("reused_heap", contextlib.nullcontext)),
+        ("all levers", contextlib.nullcontext),
+        ("family forward (no prepared blocks)", lambda: patched("prepare_blocks", lambda *a: None)),
+        ("oneDNN linear forced", lambda: forced_kernel("onednn")),
+        ("aten F.linear forced", lambda: forced_kernel("aten")),
+    ]
+    rows = []
+    for label, switch in variants:
+        row = {"variant": label}
+        for precision in precisions:
+            with switch():
+                row[f"{precision} s"] = timed(precision)
+        rows.append(row)
+    table = pd.DataFrame(rows).set_index("variant")
+    for precision in precisions:
+        table[f"{precision} vs all levers"] = table[f"{precision} s"] / table.loc["all levers", f"{precision} s"]
+    print(f"\n=== levers, one at a time (first example, {args.n_steps} steps, all layers, start and end; ratio > 1: "
+          "slower without the lever)")
+    with pd.option_context("display.float_format", "{:.3g}".format, "display.width", 200,
+                           "display.max_columns", None):
+        print(table, flush=True)
+    from bert_insight.attribution._ig_blocks import prepare_blocks
+
+    for precision in precisions:
+        blocks = prepare_blocks(handle.adapter, handle.model, precision, torch.device("cpu"))
+        parts = ("qkv", "query", "key_value", "attention_output", "ffn_in", "ffn_out")
+        choice = {f"{tuple(getattr(blocks[0], part).weight.shape[::-1])}": getattr(blocks[0], part).backend
+                  for part in parts}
+        print(f"linear kernels chosen by measurement here, {precision} (in, out): "
+              + ", ".join(f"{shape} {backend}" for shape, backend in choice.items()), flush=True)
+
+
 def quadrature_steps(handle, examples: pd.DataFrame, args) -> None:
     """Completeness gap of Riemann at n_steps against Gauss-Legendre at fewer steps (fp32)."""
     window_args = dict(max_length=args.max_length, doc_stride=args.doc_stride)
@@ -338,9 +413,10 @@ def main(argv=None) -> int:
                         help="internal_batch_size values tried for captum (0 = all steps at once)")
     parser.add_argument("--gl-steps", type=int, nargs="*", default=[10, 20, 30])
     parser.add_argument("--skip-bert-base", action="store_true")
+    parser.add_argument("--skip-levers", action="store_true", help="skip the one-lever-off runs (MiniLM)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.skip_bert_base = True
+        args.skip_bert_base = args.skip_levers = True
         args.examples, args.bert_base_examples, args.n_steps = 1, 1, 8
         args.max_length, args.doc_stride, args.captum_batch_sizes, args.gl_steps = 128, 64, [0, 4], [4]
         args.bf16_layers = 1
@@ -355,8 +431,13 @@ def main(argv=None) -> int:
     print(f"matmul peak: fp32 {peaks['fp32']:.1f} GFLOP/s ({size}^3), bf16 {peaks['bf16']:.1f} GFLOP/s "
           f"({bf16_size}^3)", flush=True)
 
+    from bert_insight.device import cpu_description
+
+    print(f"CPU: {cpu_description()}", flush=True)
     examples = load_examples(max(args.examples, args.bert_base_examples))
     handle, how = minilm_handle()
+    if not args.skip_levers:
+        levers(handle, examples, args)
     results = {"minilm": bench_model("MiniLM-L6", handle, how, examples.head(args.examples), args, peaks)}
     quadrature_steps(handle, examples.head(args.examples), args)
     if not args.skip_bert_base:
