@@ -157,10 +157,18 @@ def _activation(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     from transformers.activations import GELUActivation, NewGELUActivation
 
     if type(module) is GELUActivation and getattr(module, "act", None) is F.gelu:
-        return lambda inputs: _Gelu.apply(inputs, "none")
-    if type(module) is NewGELUActivation:  # the tanh formula, which F.gelu(approximate="tanh") computes
-        return lambda inputs: _Gelu.apply(inputs, "tanh")
-    return module  # anything else: the module itself, differentiated by autograd
+        approximate = "none"
+    elif type(module) is NewGELUActivation:  # the tanh formula, which F.gelu(approximate="tanh") computes
+        approximate = "tanh"
+    else:
+        return module  # anything else: the module itself, differentiated by autograd
+
+    def gelu(inputs: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and inputs.requires_grad:
+            return _Gelu.apply(inputs, approximate)
+        return F.gelu(inputs, approximate=approximate)  # F(h), F(0): no derivative to keep
+
+    return gelu
 
 
 def prepare_blocks(adapter, model: nn.Module, precision: str, device: torch.device) -> list[PreparedBlock] | None:
