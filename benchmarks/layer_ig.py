@@ -291,6 +291,12 @@ def bench_model(label: str, handle, how: str, examples: pd.DataFrame, args, peak
     if bf16_slice is not None:
         print("  (bf16 row: seconds and ratio scaled from the slice above; agreement on the slice only)")
 
+    # The machine's speed can drift during a run (shared hosts): the same products again, for comparison.
+    size = 1024 if args.quick else 2048
+    print(f"  matmul peak after this model: fp32 {matmul_peak(torch.float32, size):.1f}, bf16 "
+          f"{matmul_peak(torch.bfloat16, size if args.native_bf16 else 512):.1f} GFLOP/s (at the start: fp32 "
+          f"{peaks['fp32']:.1f}, bf16 {peaks['bf16']:.1f}); a large change means the ratios above are noisy",
+          flush=True)
     fp32, bf16 = summary["fp32"], summary["bf16"]
     equal = fp32["max_rel_diff"] <= 1e-3 and fp32["top5_same"] == 1.0
     verdicts = {
