@@ -10,7 +10,9 @@ hidden state to hidden state ``l``. The fast path (the point of this module):
 * the weights never require gradients (``frozen_weights``), so autograd records no weight branches,
   and on CPU the linear layers run oneDNN kernels that compute input gradients only
   (:mod:`._kernels`);
-* the sequence carries no padding, so the blocks run without an attention mask.
+* the sequence carries no padding, so the blocks run without an attention mask;
+* on CPU, given prepared blocks (:mod:`._ig_blocks`), only the target rows go through the last block
+  and the first block's projections are computed once per layer (:func:`_prepared_layer_ig`).
 """
 
 from __future__ import annotations
@@ -168,6 +170,13 @@ def layer_integrated_gradients(
     with torch.no_grad(), linear_kernels(model, precision, device), precision_context(precision, device):
         ends = torch.cat([hidden, torch.zeros_like(hidden)])
         start, end = _target_logits(adapter, model, layer, ends, start_index, end_index)
+    return _layer_ig_result(hidden, grad_sums, targets, start, end)
+
+
+def _layer_ig_result(hidden: torch.Tensor, grad_sums: dict[str, torch.Tensor], targets: tuple[str, ...],
+                     start: torch.Tensor, end: torch.Tensor) -> LayerIG:
+    """Attributions ``h * summed gradient`` and F at the input and the baseline (``start`` / ``end``:
+    the target logits at alpha = 1 and 0)."""
     values = {"start": start, "end": end, "start+end": start + end}
     return LayerIG(
         attributions={name: hidden[0] * grad_sums[name] for name in targets},
@@ -222,9 +231,4 @@ def _prepared_layer_ig(adapter, model, blocks: list[PreparedBlock], layer: int, 
 
     with torch.no_grad():
         _, start, end = target_logits(torch.tensor([1.0, 0.0], device=hidden.device), False)
-    values = {"start": start, "end": end, "start+end": start + end}
-    return LayerIG(
-        attributions={name: hidden[0] * grad_sums[name] for name in targets},
-        at_input={name: float(values[name][0]) for name in targets},
-        at_baseline={name: float(values[name][1]) for name in targets},
-    )
+    return _layer_ig_result(hidden, grad_sums, targets, start, end)
