@@ -44,7 +44,7 @@ test-compat: $(COMPAT_VENV)/.installed
 		-k "not captum" tests/test_adapters.py tests/test_kernels.py tests/test_layer_ig.py tests/test_qa.py \
 		tests/test_text.py tests/test_classifiers.py tests/test_attention.py tests/test_attention_linguistic.py \
 		tests/test_ablate_heads.py tests/test_probing.py tests/test_layer_deeplift.py tests/test_gpt2.py \
-		tests/test_representations.py
+		tests/test_representations.py tests/test_ig_blocks.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/layer_ig.py
