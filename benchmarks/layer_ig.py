@@ -63,6 +63,15 @@ def matmul_peak(dtype: torch.dtype, size: int, repeats: int = 3) -> float:
     return 2 * size**3 / best / 1e9
 
 
+def matmul_peaks(args) -> dict:
+    """fp32 and bf16 peaks (GFLOP/s) and the product sizes they were measured at."""
+    size = 1024 if args.quick else 2048
+    # Emulated bf16 products run at well under 1 GFLOP/s: a smaller one measures the same rate.
+    bf16_size = size if args.native_bf16 else 512
+    return {"fp32": matmul_peak(torch.float32, size), "bf16": matmul_peak(torch.bfloat16, bf16_size),
+            "fp32_size": size, "bf16_size": bf16_size}
+
+
 def load_examples(n: int) -> pd.DataFrame:
     from bert_insight.data import load_squad
 
@@ -292,11 +301,10 @@ def bench_model(label: str, handle, how: str, examples: pd.DataFrame, args, peak
         print("  (bf16 row: seconds and ratio scaled from the slice above; agreement on the slice only)")
 
     # The machine's speed can drift during a run (shared hosts): the same products again, for comparison.
-    size = 1024 if args.quick else 2048
-    print(f"  matmul peak after this model: fp32 {matmul_peak(torch.float32, size):.1f}, bf16 "
-          f"{matmul_peak(torch.bfloat16, size if args.native_bf16 else 512):.1f} GFLOP/s (at the start: fp32 "
-          f"{peaks['fp32']:.1f}, bf16 {peaks['bf16']:.1f}); a large change means the ratios above are noisy",
-          flush=True)
+    now = matmul_peaks(args)
+    print(f"  matmul peak after this model: fp32 {now['fp32']:.1f}, bf16 {now['bf16']:.1f} GFLOP/s (at the "
+          f"start: fp32 {peaks['fp32']:.1f}, bf16 {peaks['bf16']:.1f}); a large change means the ratios above "
+          "are noisy", flush=True)
     fp32, bf16 = summary["fp32"], summary["bf16"]
     equal = fp32["max_rel_diff"] <= 1e-3 and fp32["top5_same"] == 1.0
     verdicts = {
@@ -430,12 +438,9 @@ def main(argv=None) -> int:
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {native_bf16}, {platform.processor()}")
-    size = 1024 if args.quick else 2048
-    # Emulated bf16 products run at well under 1 GFLOP/s: a smaller one measures the same rate.
-    bf16_size = size if native_bf16 else 512
-    peaks = {"fp32": matmul_peak(torch.float32, size), "bf16": matmul_peak(torch.bfloat16, bf16_size)}
-    print(f"matmul peak: fp32 {peaks['fp32']:.1f} GFLOP/s ({size}^3), bf16 {peaks['bf16']:.1f} GFLOP/s "
-          f"({bf16_size}^3)", flush=True)
+    peaks = matmul_peaks(args)
+    print(f"matmul peak: fp32 {peaks['fp32']:.1f} GFLOP/s ({peaks['fp32_size']}^3), bf16 {peaks['bf16']:.1f} "
+          f"GFLOP/s ({peaks['bf16_size']}^3)", flush=True)
 
     from bert_insight.device import cpu_description
 

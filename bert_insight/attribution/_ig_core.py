@@ -163,10 +163,6 @@ def layer_integrated_gradients(
                 grad_sums["start+end"] += gradient.sum(0)
             del path, start, end
 
-    if separate and "start+end" in targets:
-        # The gradient of a sum is the sum of the gradients: no extra backward.
-        grad_sums["start+end"] = grad_sums["start"] + grad_sums["end"]
-
     with torch.no_grad(), linear_kernels(model, precision, device), precision_context(precision, device):
         ends = torch.cat([hidden, torch.zeros_like(hidden)])
         start, end = _target_logits(adapter, model, layer, ends, start_index, end_index)
@@ -177,6 +173,9 @@ def _layer_ig_result(hidden: torch.Tensor, grad_sums: dict[str, torch.Tensor], t
                      start: torch.Tensor, end: torch.Tensor) -> LayerIG:
     """Attributions ``h * summed gradient`` and F at the input and the baseline (``start`` / ``end``:
     the target logits at alpha = 1 and 0)."""
+    if "start+end" in targets and "start+end" not in grad_sums:
+        # The gradient of a sum is the sum of the gradients: no extra backward.
+        grad_sums = {**grad_sums, "start+end": grad_sums["start"] + grad_sums["end"]}
     values = {"start": start, "end": end, "start+end": start + end}
     return LayerIG(
         attributions={name: hidden[0] * grad_sums[name] for name in targets},
@@ -226,8 +225,6 @@ def _prepared_layer_ig(adapter, model, blocks: list[PreparedBlock], layer: int, 
                 residual_sums[name] += residual_gradient.sum(0)
             del leaves, start, end, outputs
     grad_sums = {name: qkv_sums[name] @ first.qkv_weight_fp32 + residual_sums[name] for name in names}
-    if separate and "start+end" in targets:
-        grad_sums["start+end"] = grad_sums["start"] + grad_sums["end"]
 
     with torch.no_grad():
         _, start, end = target_logits(torch.tensor([1.0, 0.0], device=hidden.device), False)

@@ -90,7 +90,7 @@ def _load_choices() -> dict[str, str]:
 
 
 def _time_backend(backend: str, dtype: torch.dtype, in_features: int, out_features: int) -> float:
-    """Seconds of the forward product and the backward's input-gradient product, best of three."""
+    """Seconds of the forward product and the backward's input-gradient product, best of four."""
     import time
 
     generator = torch.Generator().manual_seed(0)
@@ -146,11 +146,6 @@ def _save_choices(choices: dict[str, str]) -> None:
         os.replace(temporary, path)
     except OSError:  # a read-only cache: measure again next process, never fail the analysis
         pass
-
-
-def chosen_backends() -> dict[str, str]:
-    """Every choice made or loaded in this process (key: machine | torch | threads | dtype | shape)."""
-    return dict(_load_choices())
 
 
 class _FrozenLinear(torch.autograd.Function):

@@ -140,9 +140,10 @@ def layer_ig(
         with n_steps=20).
     n_steps: path points; quadrature: "riemann" (alphas k/n_steps, k=1..n_steps, weights 1/n_steps:
         Algorithm 1 of the paper, captum's "riemann_right") or "gausslegendre" (captum's default rule).
-    precision: "fp32", or "bf16" (matrix products in bfloat16: on CPU the linear layers only, on GPUs the
-        blocks under autocast; inputs, outputs and summed gradients stay fp32; faster only where the
-        hardware has bf16 matrix units, about 1.5x on a CPU with AVX512-BF16).
+    precision: "fp32", or "bf16" (matrix products in bfloat16: on CPU the linear layers and, on the
+        prepared-block path (docs/layer_ig.md#speed), attention's products too; on GPUs the blocks under
+        autocast; inputs, outputs and summed gradients stay fp32; faster only where the hardware has bf16
+        matrix units: 1.7-1.9x fp32's speed on an AMD Zen 4 CPU with AVX512-BF16).
     steps_per_batch: path points per forward pass (None: as many as fit about 1.5 GiB of activations).
     predictions: from :func:`bert_insight.predict`; they choose the windows and their settings
         (computed when None, with ``max_length`` / ``doc_stride`` or the defaults 384 / 128).
