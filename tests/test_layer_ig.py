@@ -261,6 +261,25 @@ def test_killed_run_resumes_from_the_cache(tiny_handle, tmp_path, monkeypatch):
     assert computed == ["q0", "q1"]
 
 
+def test_blocks_are_prepared_once_per_call_and_not_for_cached_windows(tiny_handle, tmp_path, monkeypatch):
+    real = layer_ig_module.prepare_blocks
+    calls = []
+
+    def counting(*args):
+        calls.append(args[2])
+        return real(*args)
+
+    monkeypatch.setattr(layer_ig_module, "prepare_blocks", counting)
+    settings = dict(layers=[0, 2], n_steps=3, progress=False, cache_dir=tmp_path, **WINDOW)
+    first = layer_ig(tiny_handle, make_examples(3), **settings)
+    assert calls == ["fp32"]  # three windows, one preparation
+    again = layer_ig(tiny_handle, make_examples(3), **settings)
+    assert calls == ["fp32"]  # every window from the cache: nothing prepared
+    pd.testing.assert_frame_equal(first.attributions, again.attributions)
+    layer_ig(tiny_handle, make_examples(3), **{**settings, "cache_dir": None})
+    assert calls == ["fp32", "fp32"]
+
+
 @pytest.mark.parametrize("path", ["family_forward", "prepared_blocks"])
 def test_no_state_survives_an_exception_mid_path(tokenizer, monkeypatch, path):
     handle = tiny_handle_of("bert", tokenizer)
