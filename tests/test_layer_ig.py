@@ -12,6 +12,7 @@ import torch
 from bert_insight.attribution import _ig_core as ig_core
 from bert_insight.attribution import layer_ig as layer_ig_module
 from bert_insight.attribution._ig_core import (
+    auto_chunk,
     frozen_weights,
     hidden_states_once,
     layer_integrated_gradients,
@@ -259,6 +260,16 @@ def test_killed_run_resumes_from_the_cache(tiny_handle, tmp_path, monkeypatch):
     monkeypatch.setattr(layer_ig_module, "_attribute_window", counting)
     layer_ig(tiny_handle, examples.head(2), **{**settings, "n_steps": 5})
     assert computed == ["q0", "q1"]
+
+
+def test_auto_chunk_keeps_the_memory_budget_and_the_row_cap():
+    budget_only = auto_chunk(50, 156, 384, 12, 6)
+    assert 1 < budget_only <= 50
+    capped = auto_chunk(50, 156, 384, 12, 6, max_rows=1536)
+    assert capped == 1536 // 156 and capped * 156 <= 1536 < (capped + 1) * 156
+    # The budget still rules where it is the tighter limit, and a window longer than the cap gets one point.
+    assert auto_chunk(50, 156, 384, 12, 6, budget=2**20, max_rows=1536) == auto_chunk(50, 156, 384, 12, 6, budget=2**20)
+    assert auto_chunk(50, 2000, 384, 12, 6, max_rows=1536) == 1
 
 
 def test_blocks_are_prepared_once_per_call_and_not_for_cached_windows(tiny_handle, tmp_path, monkeypatch):
