@@ -14,7 +14,7 @@ need. Running the same post-LayerNorm block from its weights (:class:`PreparedBl
 * **one fused query-key-value product** (one input cast, one larger matrix product instead of three),
   the attention scale folded into the query weights, GELU's derivative computed once in the forward and
   reused by the start and the end backward (:class:`_Gelu`).
-* ``precision="bf16"``: the matrix products in bfloat16 including attention's (:class:`_AttentionBF16`,
+* ``precision="bf16"``: the matrix products in bfloat16 including attention's (:class:`_Attention`,
   torch's bf16 softmax computes in fp32 inside); residual sums, LayerNorms and the QA head stay fp32. ``"fp32"``:
   everything fp32 (the same attention function), equal to the family's forward up to summation order
   (tests/test_ig_blocks.py).
