@@ -81,10 +81,11 @@ def _split_heads(tensor: torch.Tensor, n_heads: int) -> torch.Tensor:
 
 
 def _merge_heads(tensor: torch.Tensor, batch: int) -> torch.Tensor:
-    """(B * H, T, d) -> (B, T, H * d)."""
+    """(B * H, T, d) -> a new contiguous (B, T, H * d)."""
     heads_total, length, head_dim = tensor.shape
-    n_heads = heads_total // batch
-    return tensor.view(batch, n_heads, length, head_dim).transpose(1, 2).reshape(batch, length, n_heads * head_dim)
+    merged = tensor.new_empty(batch, length, heads_total // batch * head_dim)
+    _merge_heads_into(merged, tensor)
+    return merged
 
 
 def _merge_heads_into(out: torch.Tensor, tensor: torch.Tensor) -> None:

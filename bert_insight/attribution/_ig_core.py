@@ -8,8 +8,8 @@ hidden state to hidden state ``l``. The fast path (the point of this module):
 * only blocks ``l..L-1`` see the batch of interpolated hidden states;
 * the start and end targets share one forward of that batch and differ only in the backward;
 * the weights never require gradients (``frozen_weights``), so autograd records no weight branches,
-  and on CPU the linear layers run oneDNN kernels that compute input gradients only
-  (:mod:`._kernels`);
+  and on CPU the linear layers run the kernel measured fastest on this machine, computing input
+  gradients only (:mod:`._kernels`);
 * the sequence carries no padding, so the blocks run without an attention mask;
 * on CPU, given prepared blocks (:mod:`._ig_blocks`), only the target rows go through the last block
   and the first block's projections are computed once per layer (:func:`_prepared_layer_ig`).

@@ -1,11 +1,12 @@
 """Linear layers for the frozen-weight IG path on CPU: kernels chosen by measurement, input gradients only.
 
-IG needs the gradient with respect to a hidden state, never with respect to a weight, and on CPU
-torch sends fp32 ``nn.Linear`` to MKL, which runs well below oneDNN's fp32 kernels (on the 2-core
-Zen 5 development machine: 170 against 265 GFLOP/s for a 7,800 x 384 x 1,536 product). Inside
-:func:`linear_kernels` every ``nn.Linear`` of the model computes ``x W^T + b`` with oneDNN
-(``torch.ops.mkldnn._linear_pointwise``) through an autograd function whose backward returns only
-``grad x`` (never ``grad W``), with ``W`` and ``W^T`` converted once to the compute dtype:
+IG needs the gradient with respect to a hidden state, never with respect to a weight. On CPU torch
+sends fp32 ``nn.Linear`` to MKL, which on the AMD Zen 5 and Zen 4 machines measured runs well below
+oneDNN's fp32 kernels (Zen 5: 170 against 265 GFLOP/s for a 7,800 x 384 x 1,536 product) and on the
+Intel Xeon with AMX measured is the faster of the two. Inside :func:`linear_kernels` every ``nn.Linear``
+of the model computes ``x W^T + b`` with the kernel measured fastest for its shape (oneDNN's
+``torch.ops.mkldnn._linear_pointwise`` or ``F.linear``) through an autograd function whose backward
+returns only ``grad x`` (never ``grad W``), with ``W`` and ``W^T`` converted once to the compute dtype:
 
 * ``precision="fp32"``: fp32 weights, same results as ``F.linear`` up to summation order;
 * ``precision="bf16"``: bf16 weights and inputs; outputs fp32 except the feed-forward's widening
@@ -13,8 +14,9 @@ Zen 5 development machine: 170 against 265 GFLOP/s for a 7,800 x 384 x 1,536 pro
   residual sums and LayerNorm stay fp32, so attention keeps SDPA's fused fp32 kernel, whose backward
   is faster on CPU than its bf16 one.
 
-Which kernel (oneDNN or ``F.linear``) runs each shape is measured once per machine (:func:`linear_backend`);
-where oneDNN's op is missing (other torch builds) ``F.linear`` runs. On GPUs
+The prepared blocks of :mod:`._ig_blocks` call :func:`frozen_linear` with the same measured choice
+(:func:`linear_backend`, once per machine); where oneDNN's op is missing (other torch builds)
+``F.linear`` runs. On GPUs
 nothing is replaced: ``precision="bf16"`` uses autocast there (:func:`precision_context`).
 """
 

@@ -90,8 +90,9 @@ def _attribute_window(handle, window, start_index: int, end_index: int, *, layer
     states = hidden_states_once(adapter, model, inputs["input_ids"], inputs.get("token_type_ids"), max(layers))
     rows = WindowRows(window, METHOD, quadrature)
     # The family's forward: one switch of the linear kernels for all layers (layer_integrated_gradients'
-    # own is then a no-op). Prepared blocks carry their own kernels; only the QA head runs as the model's
-    # module there (fp32). Freed activation buffers are reused rather than page-faulted in on every pass.
+    # own is then a no-op). Prepared blocks carry their own kernels and the QA head after them runs as the
+    # model's fp32 module (hidden state L, the QA head alone, takes the family path and switches its own).
+    # Freed activation buffers are reused rather than page-faulted in on every pass.
     kernels = linear_kernels(model, precision, handle.device) if blocks is None else nullcontext()
     with frozen_weights(model), kernels, reused_heap():
         for layer in layers:
