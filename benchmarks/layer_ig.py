@@ -396,7 +396,7 @@ def levers(handle, examples: pd.DataFrame, args) -> None:
 
     for precision in precisions:
         blocks = prepare_blocks(handle.adapter, handle.model, precision, torch.device("cpu"))
-        parts = ("qkv", "query", "key_value", "attention_output", "ffn_in", "ffn_out")
+        parts = ("qkv", "query", "attention_output", "ffn_in", "ffn_out")
         choice = {f"{tuple(getattr(blocks[0], part).weight.shape[::-1])}": getattr(blocks[0], part).backend
                   for part in parts}
         print(f"linear kernels chosen by measurement here, {precision} (in, out): "
