@@ -178,3 +178,18 @@ def test_reused_heap_restores_the_thresholds_and_trims_even_after_an_error(monke
             assert calls == [(-3, 32 * 2**20), (-1, 2**31 - 1)]  # mmap threshold up, trimming off
             raise RuntimeError("inside")
     assert calls[2:] == [(-1, 64 * 2**20), ("trim", 0)]
+
+
+def test_nested_reused_heaps_trim_once_at_the_outermost_exit(monkeypatch):
+    calls = []
+    monkeypatch.setattr(device_module, "_MALLOPT", lambda parameter, value: calls.append((parameter, value)))
+    monkeypatch.setattr(device_module, "_MALLOC_TRIM", lambda pad: calls.append(("trim", pad)))
+    with device_module.reused_heap():
+        for _ in range(3):  # e.g. one layer_ig call per example inside a caller's reused_heap
+            with device_module.reused_heap():
+                pass
+        assert calls == [(-3, 32 * 2**20), (-1, 2**31 - 1)]  # inner exits neither trim nor restore
+    assert calls[2:] == [(-1, 64 * 2**20), ("trim", 0)]
+    with device_module.reused_heap():  # and the next outermost use sets the thresholds again
+        pass
+    assert calls[4:] == [(-3, 32 * 2**20), (-1, 2**31 - 1), (-1, 64 * 2**20), ("trim", 0)]

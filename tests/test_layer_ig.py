@@ -262,7 +262,7 @@ def test_killed_run_resumes_from_the_cache(tiny_handle, tmp_path, monkeypatch):
     assert computed == ["q0", "q1"]
 
 
-def test_auto_chunk_keeps_the_memory_budget_and_the_row_cap():
+def test_auto_chunk_keeps_the_memory_budget_the_row_cap_and_the_tensor_cap():
     budget_only = auto_chunk(50, 156, 384, 12, 6)
     assert 1 < budget_only <= 50
     capped = auto_chunk(50, 156, 384, 12, 6, max_rows=1536)
@@ -270,6 +270,14 @@ def test_auto_chunk_keeps_the_memory_budget_and_the_row_cap():
     # The budget still rules where it is the tighter limit, and a window longer than the cap gets one point.
     assert auto_chunk(50, 156, 384, 12, 6, budget=2**20, max_rows=1536) == auto_chunk(50, 156, 384, 12, 6, budget=2**20)
     assert auto_chunk(50, 2000, 384, 12, 6, max_rows=1536) == 1
+    # One block leaves the budget room for all 50 points; the tensor cap keeps the largest activation, here
+    # the 12 heads' 156 x 156 fp32 maps (wider than the 4 x 384 feed-forward), within the heap threshold.
+    assert auto_chunk(50, 156, 384, 12, 1) == 50
+    per_point = 4 * 156 * 12 * 156
+    tensor_capped = auto_chunk(50, 156, 384, 12, 1, max_tensor_bytes=32 * 2**20)
+    assert tensor_capped * per_point <= 32 * 2**20 < (tensor_capped + 1) * per_point
+    # BERT-base widths: the 4 x 768 feed-forward is the widest.
+    assert auto_chunk(50, 156, 768, 12, 1, max_tensor_bytes=32 * 2**20) == 32 * 2**20 // (4 * 156 * 3072)
 
 
 def test_blocks_are_prepared_once_per_call_and_not_for_cached_windows(tiny_handle, tmp_path, monkeypatch):

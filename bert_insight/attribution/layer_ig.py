@@ -191,10 +191,13 @@ def layer_ig(
                                  steps_per_batch=steps_per_batch, blocks=prepared_blocks())
 
     fingerprint = handle.fingerprint
-    frames = attribute_examples(handle, examples, function="layer_ig", params=params, fingerprint=fingerprint,
-                                predictions=predictions,
-                                max_length=max_length, doc_stride=doc_stride, cache_dir=cache_dir,
-                                progress=progress, attribute=attribute)
+    # One reused heap for the whole call: each window's buffers reuse the last one's pages instead of
+    # page-faulting them in again (the per-window blocks inside nest into this one).
+    with reused_heap():
+        frames = attribute_examples(handle, examples, function="layer_ig", params=params, fingerprint=fingerprint,
+                                    predictions=predictions,
+                                    max_length=max_length, doc_stride=doc_stride, cache_dir=cache_dir,
+                                    progress=progress, attribute=attribute)
     attrs = frame_attrs(handle, "bert_insight.layer_ig", params, fingerprint=fingerprint, method=METHOD, n_steps=n_steps,
                         quadrature=quadrature, precision=precision)
     for frame in frames.values():
