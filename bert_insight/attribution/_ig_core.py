@@ -226,7 +226,10 @@ def _prepared_layer_ig(adapter, model, blocks: list[PreparedBlock], layer: int, 
 
     def target_logits(alpha: torch.Tensor, track: bool):
         scale = alpha[:, None, None]
-        qkv = (scale * projected + first.qkv_bias_fp32).requires_grad_(track)
+        # alpha * (h W^T) + b in one pass, written straight in the compute dtype (no fp32 copy to cast).
+        qkv = projected.new_empty((len(alpha), *projected.shape[1:]), dtype=first.compute_dtype)
+        torch.addcmul(first.qkv_bias_fp32, scale, projected, out=qkv)
+        qkv.requires_grad_(track)
         residual = (scale * hidden).requires_grad_(track)
         state = block_forward(first, residual, qkv=qkv, rows=rows if layer == last else None)
         for index in range(layer + 1, last + 1):
@@ -245,7 +248,7 @@ def _prepared_layer_ig(adapter, model, blocks: list[PreparedBlock], layer: int, 
             for position, name in enumerate(names):
                 qkv_gradient, residual_gradient = torch.autograd.grad(
                     outputs[name], leaves, grad_outputs=weight, retain_graph=position < len(names) - 1)
-                qkv_sums[name] += qkv_gradient.sum(0)
+                qkv_sums[name] += qkv_gradient.sum(0, dtype=torch.float32)
                 residual_sums[name] += residual_gradient.sum(0)
             del leaves, start, end, outputs
     grad_sums = {name: qkv_sums[name] @ first.qkv_weight_fp32 + residual_sums[name] for name in names}
