@@ -148,8 +148,9 @@ def layer_ig(
         prepared-block path (docs/layer_ig.md#speed), attention's products too; on GPUs the blocks under
         autocast; inputs, outputs and summed gradients stay fp32; faster only where the hardware has bf16
         matrix units: 1.7-1.9x fp32's speed on an AMD Zen 4 CPU with AVX512-BF16).
-    steps_per_batch: path points per forward pass (None: as many as fit about 1.5 GiB of activations; in
-        fp32 on CPU at most 1,536 rows, points x tokens, which keeps a chunk in the caches).
+    steps_per_batch: path points per forward pass (None: as many as fit about 1.5 GiB of activations; on
+        CPU none of a chunk's activations above 32 MiB, glibc's heap threshold, and in fp32 at most 1,536
+        rows, points x tokens, which keeps a chunk in the caches).
     predictions: from :func:`bert_insight.predict`; they choose the windows and their settings
         (computed when None, with ``max_length`` / ``doc_stride`` or the defaults 384 / 128).
     cache_dir: directory of the results cache: a killed run resumes where it stopped, and runs sharing
