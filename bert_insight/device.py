@@ -82,6 +82,8 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 #: glibc's ceiling for its dynamic mmap threshold on 64-bit systems (4 MiB * sizeof(long)); inside
 #: :func:`reused_heap` buffers up to this size come from the heap, larger ones from fresh mmap pages.
 MMAP_THRESHOLD = 32 * 2**20
+#: How many :func:`reused_heap` blocks are open (the heap is one per process, so the count is too).
+_heap_depth = 0
 
 
 @contextmanager
@@ -118,9 +120,6 @@ def reused_heap() -> Iterator[None]:
             _MALLOPT(_M_TRIM_THRESHOLD, 2 * MMAP_THRESHOLD)
             release_freed_memory()
 
-
-#: How many :func:`reused_heap` blocks are open (the heap is one per process, so the count is too).
-_heap_depth = 0
 
 
 def release_freed_memory() -> None:

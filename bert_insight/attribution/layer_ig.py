@@ -92,9 +92,8 @@ def _attribute_window(handle, window, start_index: int, end_index: int, *, layer
     # The family's forward: one switch of the linear kernels for all layers (layer_integrated_gradients'
     # own is then a no-op). Prepared blocks carry their own kernels and the QA head after them runs as the
     # model's fp32 module (hidden state L, the QA head alone, takes the family path and switches its own).
-    # Freed activation buffers are reused rather than page-faulted in on every pass.
     kernels = linear_kernels(model, precision, handle.device) if blocks is None else nullcontext()
-    with frozen_weights(model), kernels, reused_heap():
+    with frozen_weights(model), kernels:
         for layer in layers:
             result = layer_integrated_gradients(
                 adapter, model, layer, states[layer], start_index, end_index, targets=targets,
@@ -192,8 +191,8 @@ def layer_ig(
                                  steps_per_batch=steps_per_batch, blocks=prepared_blocks())
 
     fingerprint = handle.fingerprint
-    # One reused heap for the whole call: each window's buffers reuse the last one's pages instead of
-    # page-faulting them in again (the per-window blocks inside nest into this one).
+    # One reused heap for the whole call: freed activation buffers are reused rather than page-faulted in
+    # on every pass, and each window's reuse the pages the last one touched.
     with reused_heap():
         frames = attribute_examples(handle, examples, function="layer_ig", params=params, fingerprint=fingerprint,
                                     predictions=predictions,
