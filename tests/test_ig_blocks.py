@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 from bert_insight import device as device_module
 from bert_insight.attribution import _kernels
-from bert_insight.attribution._ig_blocks import _Attention, _Gelu, block_forward, prepare_blocks
+from bert_insight.attribution._ig_blocks import (
+    _Attention, _Gelu, block_backward, block_forward, block_forward_taped, block_input_gradient, prepare_blocks)
 from bert_insight.attribution._ig_core import hidden_states_once
 from bert_insight.models.adapters import adapter_for
 from tests.conftest import tiny_qa_model
@@ -51,6 +52,41 @@ def test_prepared_blocks_equal_the_family_forward(family):
             qkv = block.qkv_of(batch) + block.qkv_bias_fp32
             assert relative_gap(block_forward(block, batch, qkv=qkv), reference) < 1e-5
             assert relative_gap(block_forward(block, batch, qkv=qkv, rows=rows), reference[:, rows]) < 1e-5
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_taped_backward_of_several_cotangents_equals_autograd(family):
+    """block_backward carries the start and the end cotangent together through a taped forward; autograd
+    through block_forward, one cotangent at a time, is the reference (fp32, so up to summation order)."""
+    model, adapter, states = family_states(family)
+    blocks = prepare_blocks(adapter, model, "fp32", CPU)
+    torch.manual_seed(2)
+    for layer, block in enumerate(blocks):
+        assert block.gelu_approximate in ("none", "tanh")  # every tiny family uses a GELU
+        batch = torch.cat([states[layer], 0.4 * states[layer]])
+        cotangents = [torch.randn_like(batch) for _ in range(2)]
+        with torch.no_grad():
+            output, tape = block_forward_taped(block, batch)
+            grad_qkv, grad_residual = block_backward(block, tape, cotangents)
+            ours = block_input_gradient(block, grad_qkv, grad_residual)
+        leaf = batch.clone().requires_grad_(True)
+        reference = block_forward(block, leaf)
+        assert relative_gap(output, reference) < 1e-5
+        for cotangent, gradient in zip(cotangents, ours):
+            (expected,) = torch.autograd.grad(reference, leaf, cotangent, retain_graph=True)
+            assert relative_gap(gradient, expected) < 1e-5
+        # The first block of the path: the caller's projection and the residual branch are the leaves.
+        qkv = (block.qkv_of(batch) + block.qkv_bias_fp32).requires_grad_(True)
+        residual = batch.clone().requires_grad_(True)
+        reference = block_forward(block, residual, qkv=qkv)
+        with torch.no_grad():
+            _, tape = block_forward_taped(block, batch, qkv=qkv.detach())
+            grad_qkv, grad_residual = block_backward(block, tape, cotangents)
+        for target, cotangent in enumerate(cotangents):
+            expected_qkv, expected_residual = torch.autograd.grad(reference, (qkv, residual), cotangent,
+                                                                  retain_graph=True)
+            assert relative_gap(grad_qkv[target], expected_qkv) < 1e-5
+            assert relative_gap(grad_residual[target], expected_residual) < 1e-5
 
 
 @pytest.mark.parametrize("family", ["bert", "albert"])

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._kernels import frozen_linear, linear_backend
+from ._kernels import _linear, frozen_linear, linear_backend
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -60,6 +60,14 @@ class _Weights:
 
     def __call__(self, inputs: torch.Tensor, output_dtype: torch.dtype) -> torch.Tensor:
         return frozen_linear(inputs, self.weight, self.weight_t, self.bias, output_dtype, self.backend)
+
+    def untracked(self, inputs: torch.Tensor, output_dtype: torch.dtype) -> torch.Tensor:
+        """``inputs W^T + b`` outside autograd (the taped forward of :func:`block_forward_taped`)."""
+        return _linear(inputs.to(self.weight.dtype), self.weight, self.bias, self.backend).to(output_dtype)
+
+    def input_gradient(self, grad_output: torch.Tensor, output_dtype: torch.dtype) -> torch.Tensor:
+        """``grad_output W``: the gradient with respect to the layer's input, in ``output_dtype``."""
+        return _linear(grad_output.to(self.weight_t.dtype), self.weight_t, None, self.backend).to(output_dtype)
 
 
 class _Gelu(torch.autograd.Function):
@@ -129,11 +137,7 @@ class _Attention(torch.autograd.Function):
     def backward(ctx, grad_context):
         query, key, value, probabilities = ctx.saved_tensors
         batch = ctx.batch
-        n_heads = query.shape[0] // batch
-        width = n_heads * query.shape[-1]
-        grad_context = _split_heads(grad_context.to(query.dtype), n_heads)
-        grad_scores = torch.ops.aten._softmax_backward_data(
-            torch.bmm(grad_context, value.transpose(1, 2)), probabilities, -1, query.dtype)
+        width = query.shape[0] // batch * query.shape[-1]
         # Each head's gradient is copied once, straight into its slot of the packed gradient (a torch.cat
         # of merged parts copied everything twice: 5-10% of this function's time).
         if ctx.packed:
@@ -142,12 +146,26 @@ class _Attention(torch.autograd.Function):
         else:
             grad_query = query.new_empty(batch, query.shape[1], width)
             grad_key_value = query.new_empty(batch, key.shape[1], 2 * width)
-        _merge_heads_into(grad_query, torch.bmm(grad_scores, key))
-        _merge_heads_into(grad_key_value[..., :width], torch.bmm(grad_scores.transpose(1, 2), query))
-        _merge_heads_into(grad_key_value[..., width:], torch.bmm(probabilities.transpose(1, 2), grad_context))
+        _attention_gradient_into(grad_query, grad_key_value, grad_context, query, key, value, probabilities)
         if ctx.packed:
             return grad_qkv, None, None, None
         return None, grad_query, grad_key_value, None
+
+
+def _attention_gradient_into(grad_query: torch.Tensor, grad_key_value: torch.Tensor, grad_context: torch.Tensor,
+                             query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                             probabilities: torch.Tensor) -> None:
+    """Attention's backward for one cotangent ``grad_context`` (B, Tq, D): the gradients with respect to
+    the queries (B, Tq, D) and the keys and values (B, T, 2D) written into the given views (any row
+    stride); ``query``, ``key``, ``value`` (B * H, T, d) and ``probabilities`` as the forward saved them."""
+    width = grad_query.shape[-1]
+    n_heads = width // query.shape[-1]
+    grad_context = _split_heads(grad_context.to(query.dtype), n_heads)
+    grad_scores = torch.ops.aten._softmax_backward_data(
+        torch.bmm(grad_context, value.transpose(1, 2)), probabilities, -1, query.dtype)
+    _merge_heads_into(grad_query, torch.bmm(grad_scores, key))
+    _merge_heads_into(grad_key_value[..., :width], torch.bmm(grad_scores.transpose(1, 2), query))
+    _merge_heads_into(grad_key_value[..., width:], torch.bmm(probabilities.transpose(1, 2), grad_context))
 
 
 @dataclass
@@ -171,6 +189,8 @@ class PreparedBlock:
     attention_norm: nn.LayerNorm
     ffn_in: _Weights
     activation: Callable[[torch.Tensor], torch.Tensor]
+    #: "none" or "tanh" where the activation is GELU (then :func:`block_forward_taped` applies), else None.
+    gelu_approximate: str | None
     ffn_out: _Weights
     output_norm: nn.LayerNorm
 
@@ -179,14 +199,20 @@ class PreparedBlock:
         return hidden.float() @ self.qkv_weight_fp32.t()
 
 
-def _activation(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+def _gelu_approximate(module: nn.Module) -> str | None:
+    """F.gelu's ``approximate`` for the family's activation module, None where it is not GELU."""
     from transformers.activations import GELUActivation, NewGELUActivation
 
     if type(module) is GELUActivation and getattr(module, "act", None) is F.gelu:
-        approximate = "none"
-    elif type(module) is NewGELUActivation:  # the tanh formula, which F.gelu(approximate="tanh") computes
-        approximate = "tanh"
-    else:
+        return "none"
+    if type(module) is NewGELUActivation:  # the tanh formula, which F.gelu(approximate="tanh") computes
+        return "tanh"
+    return None
+
+
+def _activation(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    approximate = _gelu_approximate(module)
+    if approximate is None:
         return module  # anything else: the module itself, differentiated by autograd
 
     def gelu(inputs: torch.Tensor) -> torch.Tensor:
@@ -237,7 +263,7 @@ def prepare_blocks(adapter, model: nn.Module, precision: str, device: torch.devi
             attention_output=_Weights.of(parts["attention_output"].weight, parts["attention_output"].bias, dtype),
             attention_norm=parts["attention_norm"],
             ffn_in=_Weights.of(parts["ffn_in"].weight, parts["ffn_in"].bias, dtype),
-            activation=_activation(parts["activation"]),
+            activation=_activation(parts["activation"]), gelu_approximate=_gelu_approximate(parts["activation"]),
             ffn_out=_Weights.of(parts["ffn_out"].weight, parts["ffn_out"].bias, dtype),
             output_norm=parts["output_norm"],
         ))
@@ -294,3 +320,105 @@ def block_forward(block: PreparedBlock, hidden: torch.Tensor, *, qkv: torch.Tens
     attended = _norm(block.attention_norm, block.attention_output(context, torch.float32) + hidden)
     inner = block.activation(block.ffn_in(attended, dtype))
     return _norm(block.output_norm, block.ffn_out(inner, torch.float32) + attended)
+
+
+# ---- the taped forward and the backward of several cotangents at once --------------------------------------
+@dataclass
+class BlockTape:
+    """What :func:`block_backward` needs of one forward of a block (:func:`block_forward_taped`): the
+    tensors autograd would have saved, held by the caller instead of a graph."""
+
+    query: torch.Tensor  #: (B * H, T, d), compute dtype, like key, value and probabilities (B * H, T, T)
+    key: torch.Tensor
+    value: torch.Tensor
+    probabilities: torch.Tensor
+    #: Inputs of the two LayerNorms (fp32) with their means and reciprocal deviations.
+    attention_sum: torch.Tensor
+    attention_mean: torch.Tensor
+    attention_rstd: torch.Tensor
+    output_sum: torch.Tensor
+    output_mean: torch.Tensor
+    output_rstd: torch.Tensor
+    #: GELU's derivative at the feed-forward's inner layer (B, T, F), compute dtype.
+    derivative: torch.Tensor
+
+
+def block_forward_taped(block: PreparedBlock, hidden: torch.Tensor, *,
+                        qkv: torch.Tensor | None = None) -> tuple[torch.Tensor, BlockTape]:
+    """:func:`block_forward` (all rows) outside autograd, with the tape :func:`block_backward` reads.
+
+    Only for blocks whose activation is GELU (``block.gelu_approximate`` set). ``qkv``: as in
+    :func:`block_forward`, in the compute dtype.
+    """
+    dtype = block.compute_dtype
+    width, n_heads = hidden.shape[-1], block.n_heads
+    qkv = block.qkv.untracked(hidden, dtype) if qkv is None else qkv.to(dtype)
+    query = _split_heads(qkv[..., :width], n_heads)
+    key = _split_heads(qkv[..., width:2 * width], n_heads)
+    value = _split_heads(qkv[..., 2 * width:], n_heads)
+    probabilities = torch.softmax(torch.bmm(query, key.transpose(1, 2)), dim=-1)
+    context = _merge_heads(torch.bmm(probabilities, value), hidden.shape[0])
+    attention_sum = block.attention_output.untracked(context, torch.float32).add_(hidden)
+    attended, attention_mean, attention_rstd = _norm_with_stats(block.attention_norm, attention_sum)
+    inner = block.ffn_in.untracked(attended, dtype)
+    derivative = torch.ops.aten.gelu_backward(torch.ones_like(inner), inner, approximate=block.gelu_approximate)
+    inner = F.gelu(inner, approximate=block.gelu_approximate)
+    output_sum = block.ffn_out.untracked(inner, torch.float32).add_(attended)
+    output, output_mean, output_rstd = _norm_with_stats(block.output_norm, output_sum)
+    return output, BlockTape(query, key, value, probabilities, attention_sum, attention_mean, attention_rstd,
+                             output_sum, output_mean, output_rstd, derivative)
+
+
+def block_backward(block: PreparedBlock, tape: BlockTape,
+                   grad_output: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The backward of one taped forward for several cotangents (the start and the end target) at once.
+
+    ``grad_output``: one fp32 (B, T, D) cotangent of the block's output per target. Returns the gradient
+    with respect to the fused projection, stacked (K, B, T, 3D) in the compute dtype, and per target the
+    gradient along the residual branch (fp32 (B, T, D)); the block input's gradient is their sum through
+    the projection (:func:`block_input_gradient`). The matrix products take all targets' rows at once (one
+    product of 2 x the rows instead of two), the cotangents are cast once into the stacked product input,
+    and the saved tensors are read once per pass for every target.
+    """
+    dtype = block.compute_dtype
+    grad_attended = _norm_backward(block.output_norm, grad_output, tape.output_sum, tape.output_mean,
+                                   tape.output_rstd)
+    grad_inner = block.ffn_out.input_gradient(_stacked(grad_attended, dtype), dtype).mul_(tape.derivative)
+    grad_from_ffn = block.ffn_in.input_gradient(grad_inner, dtype)
+    del grad_inner
+    grad_attended = [grad + grad_from_ffn[target] for target, grad in enumerate(grad_attended)]  # fp32
+    grad_sum = _norm_backward(block.attention_norm, grad_attended, tape.attention_sum, tape.attention_mean,
+                              tape.attention_rstd)
+    grad_context = block.attention_output.input_gradient(_stacked(grad_sum, dtype), dtype)
+    width = grad_context.shape[-1]
+    grad_qkv = grad_context.new_empty(*grad_context.shape[:-1], 3 * width)
+    for target in range(len(grad_output)):
+        _attention_gradient_into(grad_qkv[target, ..., :width], grad_qkv[target, ..., width:], grad_context[target],
+                                 tape.query, tape.key, tape.value, tape.probabilities)
+    return grad_qkv, grad_sum
+
+
+def block_input_gradient(block: PreparedBlock, grad_qkv: torch.Tensor,
+                         grad_residual: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Per target, the gradient with respect to the block's input (fp32) from :func:`block_backward`'s parts."""
+    through_projection = block.qkv.input_gradient(grad_qkv, block.compute_dtype)
+    return [grad.add_(through_projection[target]) for target, grad in enumerate(grad_residual)]
+
+
+def _stacked(tensors: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+    """(K, *shape) in ``dtype``: the per-target tensors copied (and cast) into one product input."""
+    out = tensors[0].new_empty(len(tensors), *tensors[0].shape, dtype=dtype)
+    for target, tensor in enumerate(tensors):
+        out[target].copy_(tensor)
+    return out
+
+
+def _norm_with_stats(norm: nn.LayerNorm, inputs: torch.Tensor):
+    return torch.native_layer_norm(inputs, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+
+
+def _norm_backward(norm: nn.LayerNorm, grads: list[torch.Tensor], inputs: torch.Tensor, mean: torch.Tensor,
+                   rstd: torch.Tensor) -> list[torch.Tensor]:
+    """LayerNorm's input gradient per cotangent (torch's fused kernel, which takes one cotangent)."""
+    return [torch.ops.aten.native_layer_norm_backward(grad, inputs, norm.normalized_shape, mean, rstd, norm.weight,
+                                                      norm.bias, [True, False, False])[0] for grad in grads]

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..device import MMAP_THRESHOLD
-from ._ig_blocks import PreparedBlock, block_forward
+from ._ig_blocks import PreparedBlock, block_backward, block_forward, block_forward_taped, block_input_gradient
 from ._kernels import linear_kernels, precision_context
 
 #: What each target integrates: the logit of the predicted start token, of the predicted end token,
@@ -240,17 +240,53 @@ def _prepared_layer_ig(adapter, model, blocks: list[PreparedBlock], layer: int, 
     names = separate or ["start+end"]
     qkv_sums = {name: torch.zeros_like(projected[0]) for name in names}
     residual_sums = {name: torch.zeros_like(hidden[0]) for name in names}
-    with torch.enable_grad():
-        for first_step in range(0, len(alphas), chunk):
-            weight = weights[first_step: first_step + chunk]
-            leaves, start, end = target_logits(alphas[first_step: first_step + chunk], True)
-            outputs = {"start": start, "end": end, "start+end": start + end}
-            for position, name in enumerate(names):
-                qkv_gradient, residual_gradient = torch.autograd.grad(
-                    outputs[name], leaves, grad_outputs=weight, retain_graph=position < len(names) - 1)
-                qkv_sums[name] += qkv_gradient.sum(0, dtype=torch.float32)
-                residual_sums[name] += residual_gradient.sum(0)
-            del leaves, start, end, outputs
+    taped = layer < last and all(block.gelu_approximate is not None for block in blocks[layer:last])
+
+    def taped_gradients(alpha: torch.Tensor, weight: torch.Tensor) -> None:
+        """One chunk: blocks ``layer..L-2`` forward on tapes, the last block and the head by autograd, then
+        the blocks' backward with every target's cotangent at once (:func:`._ig_blocks.block_backward`)."""
+        scale = alpha[:, None, None]
+        qkv = projected.new_empty((len(alpha), *projected.shape[1:]), dtype=first.compute_dtype)
+        torch.addcmul(first.qkv_bias_fp32, scale, projected, out=qkv)
+        state, tape = block_forward_taped(first, scale * hidden, qkv=qkv)
+        del qkv
+        tapes = [tape]
+        for index in range(layer + 1, last):
+            state, tape = block_forward_taped(blocks[index], state)
+            tapes.append(tape)
+        with torch.enable_grad():
+            top = state.requires_grad_(True)
+            start, end = adapter.qa_logits(model, block_forward(blocks[last], top, rows=rows))
+            outputs = {"start": start[:, start_row].float(), "end": end[:, end_row].float()}
+            outputs["start+end"] = outputs["start"] + outputs["end"]
+            grads = [torch.autograd.grad(outputs[name], top, grad_outputs=weight,
+                                         retain_graph=position < len(names) - 1)[0]
+                     for position, name in enumerate(names)]
+        del top, start, end, outputs, state
+        for index in range(last - 1, layer, -1):
+            grad_qkv, grad_residual = block_backward(blocks[index], tapes.pop(), grads)
+            grads = block_input_gradient(blocks[index], grad_qkv, grad_residual)
+        grad_qkv, grad_residual = block_backward(first, tapes.pop(), grads)
+        for position, name in enumerate(names):
+            qkv_sums[name] += grad_qkv[position].sum(0, dtype=torch.float32)
+            residual_sums[name] += grad_residual[position].sum(0)
+
+    if taped:
+        with torch.no_grad():
+            for first_step in range(0, len(alphas), chunk):
+                taped_gradients(alphas[first_step: first_step + chunk], weights[first_step: first_step + chunk])
+    else:
+        with torch.enable_grad():
+            for first_step in range(0, len(alphas), chunk):
+                weight = weights[first_step: first_step + chunk]
+                leaves, start, end = target_logits(alphas[first_step: first_step + chunk], True)
+                outputs = {"start": start, "end": end, "start+end": start + end}
+                for position, name in enumerate(names):
+                    qkv_gradient, residual_gradient = torch.autograd.grad(
+                        outputs[name], leaves, grad_outputs=weight, retain_graph=position < len(names) - 1)
+                    qkv_sums[name] += qkv_gradient.sum(0, dtype=torch.float32)
+                    residual_sums[name] += residual_gradient.sum(0)
+                del leaves, start, end, outputs
     grad_sums = {name: qkv_sums[name] @ first.qkv_weight_fp32 + residual_sums[name] for name in names}
 
     with torch.no_grad():
