@@ -173,23 +173,38 @@ def fresh_choices(tmp_path, monkeypatch):
 def test_the_faster_kernel_is_chosen_once_and_remembered(fresh_choices, monkeypatch):
     timed = []
 
-    def fake_timing(backend, dtype, in_features, out_features):
-        timed.append((backend, in_features, out_features))
-        return {"onednn": 2.0, "aten": 1.0}[backend]  # aten "faster" here
+    def fake_timing(dtype, in_features, out_features, bias):
+        timed.append((in_features, out_features, bias))
+        # aten "faster" for the forward product with its bias, oneDNN for the backward's product
+        return {"onednn": 2.0, "aten": 1.0} if bias else {"onednn": 1.0, "aten": 2.0}
 
-    monkeypatch.setattr(_kernels, "_time_backend", fake_timing)
+    monkeypatch.setattr(_kernels, "_time_backends", fake_timing)
     monkeypatch.setattr(_kernels, "_onednn_linear_available", lambda dtype=torch.float32: True)
-    assert _kernels.linear_backend(torch.float32, 24, 48) == "aten"
-    assert _kernels.linear_backend(torch.float32, 24, 48) == "aten"
-    assert timed == [("onednn", 24, 48), ("aten", 24, 48)]  # measured once
+    assert _kernels.linear_backend(torch.float32, 24, 48, bias=True) == "aten"
+    assert _kernels.linear_backend(torch.float32, 24, 48, bias=True) == "aten"
+    assert _kernels.linear_backend(torch.float32, 48, 24) == "onednn"
+    assert timed == [(24, 48, True), (48, 24, False)]  # each measured once
     saved = json.loads((fresh_choices / "linear_kernels.json").read_text())
-    (key,) = saved
+    assert len(saved) == 2
+    key = next(key for key in saved if key.endswith("with bias"))
     assert device_module.cpu_description() in key and torch.__version__ in key and "24x48" in key
     # A new process reads the file instead of measuring again.
     monkeypatch.setattr(_kernels, "_choices", None)
-    assert _kernels.linear_backend(torch.float32, 24, 48) == "aten" and len(timed) == 2
+    assert _kernels.linear_backend(torch.float32, 24, 48, bias=True) == "aten" and len(timed) == 2
     monkeypatch.setenv("BERT_INSIGHT_LINEAR_KERNEL", "onednn")
-    assert _kernels.linear_backend(torch.float32, 24, 48) == "onednn"
+    assert _kernels.linear_backend(torch.float32, 24, 48, bias=True) == "onednn"
+
+
+def test_the_kernel_timing_measures_both_kernels_on_the_asked_product(monkeypatch):
+    calls = []
+    real = _kernels._linear
+    monkeypatch.setattr(_kernels, "_linear", lambda inputs, weight, bias, backend: calls.append(
+        (backend, tuple(inputs.shape), tuple(weight.shape), bias is not None)) or real(inputs, weight, bias, backend))
+    monkeypatch.setattr(_kernels, "_CHOICE_ROWS", {"forward": 8, "backward": 16})
+    times = _kernels._time_backends(torch.float32, 24, 48, bias=True)
+    assert set(times) == set(_kernels.BACKENDS) and all(0 < value < float("inf") for value in times.values())
+    assert {call[1:] for call in calls} == {((8, 24), (48, 24), True)}
+    assert [call[0] for call in calls] == list(_kernels.BACKENDS) * (1 + _kernels._CHOICE_REPEATS)  # alternating
 
 
 @pytest.mark.parametrize("backend", _kernels.BACKENDS)
@@ -197,7 +212,8 @@ def test_both_kernels_compute_the_linear_layer_and_its_input_gradient(backend):
     torch.manual_seed(0)
     inputs = torch.randn(2, 9, 24, requires_grad=True)
     weight, bias = torch.randn(40, 24), torch.randn(40)
-    ours = _kernels.frozen_linear(inputs, weight, weight.t().contiguous(), bias, torch.float32, backend)
+    other = next(name for name in _kernels.BACKENDS if name != backend)
+    ours = _kernels.frozen_linear(inputs, weight, weight.t().contiguous(), bias, torch.float32, backend, other)
     reference = F.linear(inputs, weight, bias)
     assert torch.allclose(ours, reference, atol=1e-5)
     grad = torch.randn_like(reference)

@@ -49,17 +49,22 @@ class _Weights:
     weight: torch.Tensor
     weight_t: torch.Tensor
     bias: torch.Tensor | None
-    #: "onednn" or "aten", measured for this shape and dtype on this machine (_kernels.linear_backend).
+    #: "onednn" or "aten", measured for this shape and dtype on this machine (_kernels.linear_backend): for
+    #: the forward product (with its bias) and for the backward's input-gradient product.
     backend: str
+    backward_backend: str
 
     @classmethod
     def of(cls, weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype) -> "_Weights":
         weight = weight.detach().to(dtype).contiguous()
+        out_features, in_features = weight.shape
         return cls(weight, weight.t().contiguous(), None if bias is None else bias.detach().to(dtype).contiguous(),
-                   linear_backend(dtype, weight.shape[1], weight.shape[0]))
+                   linear_backend(dtype, in_features, out_features, bias=bias is not None),
+                   linear_backend(dtype, out_features, in_features))
 
     def __call__(self, inputs: torch.Tensor, output_dtype: torch.dtype) -> torch.Tensor:
-        return frozen_linear(inputs, self.weight, self.weight_t, self.bias, output_dtype, self.backend)
+        return frozen_linear(inputs, self.weight, self.weight_t, self.bias, output_dtype, self.backend,
+                             self.backward_backend)
 
     def untracked(self, inputs: torch.Tensor, output_dtype: torch.dtype) -> torch.Tensor:
         """``inputs W^T + b`` outside autograd (the taped forward of :func:`block_forward_taped`)."""
@@ -67,7 +72,7 @@ class _Weights:
 
     def input_gradient(self, grad_output: torch.Tensor, output_dtype: torch.dtype) -> torch.Tensor:
         """``grad_output W``: the gradient with respect to the layer's input, in ``output_dtype``."""
-        return _linear(grad_output.to(self.weight_t.dtype), self.weight_t, None, self.backend).to(output_dtype)
+        return _linear(grad_output.to(self.weight_t.dtype), self.weight_t, None, self.backward_backend).to(output_dtype)
 
 
 class _Gelu(torch.autograd.Function):

@@ -151,17 +151,21 @@ def layer_integrated_gradients(
     device = hidden.device
     hidden = hidden.detach().float()
     n_steps = len(alphas)
-    if chunk is None:
-        on_cpu = device.type == "cpu"
-        chunk = auto_chunk(n_steps, hidden.shape[1], hidden.shape[2], adapter.num_heads(model),
-                           adapter.num_layers(model) - layer,
-                           max_rows=CPU_FP32_ROWS_PER_FORWARD if on_cpu and precision == "fp32" else None,
-                           max_tensor_bytes=CPU_TENSOR_BYTES if on_cpu else None)
-        # Even chunks (50 -> 17, 17, 16 rather than 23, 23, 4): no small, inefficient last batch.
-        chunk = math.ceil(n_steps / math.ceil(n_steps / chunk))
     separate = [target for target in ("start", "end") if target in targets or "start+end" in targets]
     if targets == ("start+end",):
         separate = []  # one backward of the summed logit is enough
+    if chunk is None:
+        on_cpu = device.type == "cpu"
+        # The prepared blocks' backward stacks the targets' cotangents (_ig_blocks.block_backward): its widest
+        # tensor holds len(separate) x the elements of one, in the compute dtype (2 or 4 bytes against the 4
+        # the cap is counted in).
+        stacked = max(1.0, max(1, len(separate)) * (4 if precision == "fp32" else 2) / 4)
+        chunk = auto_chunk(n_steps, hidden.shape[1], hidden.shape[2], adapter.num_heads(model),
+                           adapter.num_layers(model) - layer,
+                           max_rows=CPU_FP32_ROWS_PER_FORWARD if on_cpu and precision == "fp32" else None,
+                           max_tensor_bytes=CPU_TENSOR_BYTES / stacked if on_cpu else None)
+        # Even chunks (50 -> 17, 17, 16 rather than 23, 23, 4): no small, inefficient last batch.
+        chunk = math.ceil(n_steps / math.ceil(n_steps / chunk))
     alphas = alphas.to(device=device, dtype=torch.float32)
     weights = weights.to(device=device, dtype=torch.float32)
     if blocks is not None and layer < len(blocks):  # hidden state L runs no block: the QA head alone

@@ -59,18 +59,20 @@ def _linear(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
 
 # ---- kernels chosen by measurement ------------------------------------------------------------------------
 BACKENDS = ("onednn", "aten")
-#: Rows of the products timed when choosing (a chunk of path points times a window: 17 x 156 = 2,652 for
-#: MiniLM at 256 tokens; the ranking of the kernels does not change between 2,000 and 8,000 rows here).
-_CHOICE_ROWS = 4096
+#: Rows of the products timed when choosing: a chunk of path points times a window (9-17 x 156 = 1,404-2,652
+#: for 156 tokens) in the forward; the backward's products carry both targets' cotangents, twice the rows.
+_CHOICE_ROWS = {"forward": 2048, "backward": 4096}
+#: Timed runs per kernel, the two kernels alternating so that a drift in machine load hits both alike.
+_CHOICE_REPEATS = 6
 _CHOICES_FILE = "linear_kernels.json"
 _choices: dict[str, str] | None = None
 
 
-def _choice_key(dtype: torch.dtype, in_features: int, out_features: int) -> str:
+def _choice_key(dtype: torch.dtype, in_features: int, out_features: int, bias: bool) -> str:
     from ..device import cpu_description
 
     return (f"{cpu_description()} | torch {torch.__version__} | {torch.get_num_threads()} threads | "
-            f"{str(dtype).removeprefix('torch.')} | {in_features}x{out_features}")
+            f"{str(dtype).removeprefix('torch.')} | {in_features}x{out_features} {'with' if bias else 'without'} bias")
 
 
 def _choices_path():
@@ -91,29 +93,34 @@ def _load_choices() -> dict[str, str]:
     return _choices
 
 
-def _time_backend(backend: str, dtype: torch.dtype, in_features: int, out_features: int) -> float:
-    """Seconds of the forward product and the backward's input-gradient product, best of four."""
+def _time_backends(dtype: torch.dtype, in_features: int, out_features: int, bias: bool) -> dict[str, float]:
+    """Seconds of one ``rows x in_features -> out_features`` product per kernel, best of
+    :data:`_CHOICE_REPEATS`; with ``bias``, the bias is added as the forward adds it."""
     import time
 
     generator = torch.Generator().manual_seed(0)
-    inputs = torch.randn(_CHOICE_ROWS, in_features, generator=generator).to(dtype)
-    grad = torch.randn(_CHOICE_ROWS, out_features, generator=generator).to(dtype)
+    rows = _CHOICE_ROWS["forward" if bias else "backward"]
+    inputs = torch.randn(rows, in_features, generator=generator).to(dtype)
     weight = torch.randn(out_features, in_features, generator=generator).to(dtype)
-    weight_t = weight.t().contiguous()
-    best = float("inf")
-    for _ in range(4):  # the first run builds the kernels; counted only if it is somehow the fastest
-        start = time.perf_counter()
-        _linear(inputs, weight, None, backend)
-        _linear(grad, weight_t, None, backend)
-        best = min(best, time.perf_counter() - start)
+    bias_values = torch.randn(out_features, generator=generator).to(dtype) if bias else None
+    best = dict.fromkeys(BACKENDS, float("inf"))
+    for backend in BACKENDS:  # the first run builds the kernels
+        _linear(inputs, weight, bias_values, backend)
+    for _ in range(_CHOICE_REPEATS):
+        for backend in BACKENDS:
+            start = time.perf_counter()
+            _linear(inputs, weight, bias_values, backend)
+            best[backend] = min(best[backend], time.perf_counter() - start)
     return best
 
 
-def linear_backend(dtype: torch.dtype, in_features: int, out_features: int) -> str:
+def linear_backend(dtype: torch.dtype, in_features: int, out_features: int, bias: bool = False) -> str:
     """The faster CPU kernel for an ``in_features -> out_features`` product in ``dtype`` on this machine:
-    "onednn" (``torch.ops.mkldnn._linear_pointwise``) or "aten" (``F.linear``: MKL for fp32).
+    "onednn" (``torch.ops.mkldnn._linear_pointwise``) or "aten" (``F.linear``: MKL for fp32). ``bias``:
+    the forward product, which adds a bias (oneDNN fuses it, aten's ``addmm`` does not); without, the
+    backward's input-gradient product (``grad W``, asked as ``out_features -> in_features``).
 
-    Timed at first use, then remembered per CPU model, torch version, thread count, dtype and shape in
+    Timed at first use, then remembered per CPU model, torch version, thread count, dtype, shape and bias in
     ``<cache_root>/linear_kernels.json`` (:func:`bert_insight.models.store.cache_root`). oneDNN wins on the
     AMD Zen 4 and Zen 5 machines measured so far, but the margin is a property of the machine, not of the
     library. ``$BERT_INSIGHT_LINEAR_KERNEL`` = onednn / aten forces one (tests, comparisons).
@@ -126,9 +133,9 @@ def linear_backend(dtype: torch.dtype, in_features: int, out_features: int) -> s
     if not _onednn_linear_available(dtype):
         return "aten"
     choices = _load_choices()
-    key = _choice_key(dtype, in_features, out_features)
+    key = _choice_key(dtype, in_features, out_features, bias)
     if key not in choices:
-        times = {backend: _time_backend(backend, dtype, in_features, out_features) for backend in BACKENDS}
+        times = _time_backends(dtype, in_features, out_features, bias)
         choices[key] = min(times, key=times.get)
         _save_choices(choices)
     return choices[key]
@@ -154,27 +161,29 @@ class _FrozenLinear(torch.autograd.Function):
     """``x W^T + b`` in ``W``'s dtype, output in ``output_dtype``; the backward gives only ``grad x``."""
 
     @staticmethod
-    def forward(ctx, inputs, weight, weight_t, bias, output_dtype, backend):
+    def forward(ctx, inputs, weight, weight_t, bias, output_dtype, backend, backward_backend):
         ctx.save_for_backward(weight_t)
-        ctx.input_dtype, ctx.backend = inputs.dtype, backend
+        ctx.input_dtype, ctx.backend = inputs.dtype, backward_backend
         return _linear(inputs.to(weight.dtype), weight, bias, backend).to(output_dtype)
 
     @staticmethod
     def backward(ctx, grad_output):
         (weight_t,) = ctx.saved_tensors
         grad_input = _linear(grad_output.to(weight_t.dtype), weight_t, None, ctx.backend).to(ctx.input_dtype)
-        return grad_input, None, None, None, None, None
+        return grad_input, None, None, None, None, None, None
 
 
 def frozen_linear(inputs: torch.Tensor, weight: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None,
-                  output_dtype: torch.dtype, backend: str = "onednn") -> torch.Tensor:
+                  output_dtype: torch.dtype, backend: str = "onednn",
+                  backward_backend: str | None = None) -> torch.Tensor:
     """``inputs W^T + b`` in ``weight``'s dtype (``weight_t`` = ``W^T`` contiguous, for the backward), output
-    in ``output_dtype``, by ``backend`` (:func:`linear_backend`); differentiable in ``inputs`` only."""
-    return _FrozenLinear.apply(inputs, weight, weight_t, bias, output_dtype, backend)
+    in ``output_dtype``, by ``backend`` and its input gradient by ``backward_backend`` (default: the same;
+    :func:`linear_backend`); differentiable in ``inputs`` only."""
+    return _FrozenLinear.apply(inputs, weight, weight_t, bias, output_dtype, backend, backward_backend or backend)
 
 
-def _frozen_forward(weight, weight_t, bias, output_dtype, backend, inputs):
-    return _FrozenLinear.apply(inputs, weight, weight_t, bias, output_dtype, backend)
+def _frozen_forward(weight, weight_t, bias, output_dtype, backend, backward_backend, inputs):
+    return _FrozenLinear.apply(inputs, weight, weight_t, bias, output_dtype, backend, backward_backend)
 
 
 _MARK = "_bert_insight_linear_dtype"
@@ -203,8 +212,10 @@ def linear_kernels(model: nn.Module, precision: str, device: torch.device) -> It
             # layer after it: four casts of the widest tensor fewer per block and pass. Every other
             # output is fp32, so attention inputs, residual sums and LayerNorm stay fp32.
             output_dtype = dtype if module.out_features > module.in_features else torch.float32
-            backend = linear_backend(dtype, module.in_features, module.out_features)
-            module.forward = functools.partial(_frozen_forward, weight, weight_t, bias, output_dtype, backend)
+            backend = linear_backend(dtype, module.in_features, module.out_features, bias=bias is not None)
+            backward_backend = linear_backend(dtype, module.out_features, module.in_features)
+            module.forward = functools.partial(_frozen_forward, weight, weight_t, bias, output_dtype, backend,
+                                               backward_backend)
             setattr(module, _MARK, dtype)
             switched.append(module)
         yield
