@@ -374,12 +374,23 @@ def levers(handle, examples: pd.DataFrame, args) -> None:
         finally:
             del os.environ["BERT_INSIGHT_LINEAR_KERNEL"]
 
+    def untaped_blocks(*arguments):
+        """The prepared blocks with the taped backward off (it runs only for a known GELU): every block
+        below the last then goes through autograd, one backward pass per target."""
+        import dataclasses
+
+        from bert_insight.attribution._ig_blocks import prepare_blocks
+
+        blocks = prepare_blocks(*arguments)
+        return None if blocks is None else [dataclasses.replace(block, gelu_approximate=None) for block in blocks]
+
     # (label, switch, whether the heap is kept between calls as in the timed comparison below)
     variants = [
         ("default heap (no reused_heap)", lambda: patched("reused_heap", contextlib.nullcontext), False),
         ("heap trimmed after each call", contextlib.nullcontext, False),
         ("all levers", contextlib.nullcontext, True),
         ("family forward (no prepared blocks)", lambda: patched("prepare_blocks", lambda *a: None), True),
+        ("autograd backward per target (no tapes)", lambda: patched("prepare_blocks", untaped_blocks), True),
         ("oneDNN linear forced", lambda: forced_kernel("onednn"), True),
         ("aten F.linear forced", lambda: forced_kernel("aten"), True),
     ]
@@ -405,9 +416,10 @@ def levers(handle, examples: pd.DataFrame, args) -> None:
     for precision in precisions:
         blocks = prepare_blocks(handle.adapter, handle.model, precision, torch.device("cpu"))
         parts = ("qkv", "query", "attention_output", "ffn_in", "ffn_out")
-        choice = {f"{tuple(getattr(blocks[0], part).weight.shape[::-1])}": getattr(blocks[0], part).backend
+        choice = {f"{tuple(getattr(blocks[0], part).weight.shape[::-1])}":
+                  f"{getattr(blocks[0], part).backend} / {getattr(blocks[0], part).backward_backend}"
                   for part in parts}
-        print(f"linear kernels chosen by measurement here, {precision} (in, out): "
+        print(f"linear kernels chosen by measurement here, {precision} (in, out): forward / backward: "
               + ", ".join(f"{shape} {backend}" for shape, backend in choice.items()), flush=True)
 
 
