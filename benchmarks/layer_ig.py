@@ -394,18 +394,30 @@ def levers(handle, examples: pd.DataFrame, args) -> None:
         ("oneDNN linear forced", lambda: forced_kernel("onednn"), True),
         ("aten F.linear forced", lambda: forced_kernel("aten"), True),
     ]
+    def measured(switch, kept_heap: bool, precision: str) -> float:
+        with switch(), (reused_heap() if kept_heap else contextlib.nullcontext()):
+            if kept_heap:  # a kept heap is warm: its pages were touched by an earlier call
+                timed(precision, layers=[0])
+            return timed(precision)
+
+    # Each variant is timed right before its own run of all levers, and its ratio is to that run: this
+    # machine drifts by 5-10% within minutes, which one shared baseline would put into every ratio.
     rows = []
+    baselines = {precision: [] for precision in precisions}
     for label, switch, kept_heap in variants:
+        if label == "all levers":
+            continue
         row = {"variant": label}
         for precision in precisions:
-            with switch(), (reused_heap() if kept_heap else contextlib.nullcontext()):
-                if kept_heap:  # a kept heap is warm: its pages were touched by an earlier call
-                    timed(precision, layers=[0])
-                row[f"{precision} s"] = timed(precision)
+            row[f"{precision} s"] = measured(switch, kept_heap, precision)
+            baseline = measured(contextlib.nullcontext, True, precision)
+            baselines[precision].append(baseline)
+            row[f"{precision} vs all levers"] = row[f"{precision} s"] / baseline
         rows.append(row)
+    rows.insert(0, {"variant": "all levers (median of the paired runs)",
+                    **{f"{precision} s": float(np.median(baselines[precision])) for precision in precisions},
+                    **{f"{precision} vs all levers": 1.0 for precision in precisions}})
     table = pd.DataFrame(rows).set_index("variant")
-    for precision in precisions:
-        table[f"{precision} vs all levers"] = table[f"{precision} s"] / table.loc["all levers", f"{precision} s"]
     print(f"\n=== levers, one at a time (first example, {args.n_steps} steps, all layers, start and end; ratio > 1: "
           "slower without the lever)")
     with pd.option_context("display.float_format", "{:.3g}".format, "display.width", 200,
