@@ -18,6 +18,10 @@ need. Running the same post-LayerNorm block from its weights (:class:`PreparedBl
 * **one fused query-key-value product** (one input cast, one larger matrix product instead of three),
   the attention scale folded into the query weights, GELU's derivative computed once in the forward and
   reused by the start and the end backward (:class:`_Gelu`).
+* **one backward for both targets below the last block**: :func:`block_forward_taped` runs a block
+  outside autograd and keeps what its backward needs (:class:`BlockTape`); :func:`block_backward` carries
+  the start and the end cotangent together, so each linear layer's input gradient is one product of twice
+  the rows and no graph is recorded or walked (GELU activations; the last block stays on autograd).
 * ``precision="bf16"``: the matrix products in bfloat16 including attention's (:class:`_Attention`,
   torch's bf16 softmax computes in fp32 inside); residual sums, LayerNorms and the QA head stay fp32. ``"fp32"``:
   everything fp32 (the same attention function), equal to the family's forward up to summation order

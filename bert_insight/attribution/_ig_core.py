@@ -11,8 +11,9 @@ hidden state to hidden state ``l``. The fast path (the point of this module):
   and on CPU the linear layers run the kernel measured fastest on this machine, computing input
   gradients only (:mod:`._kernels`);
 * the sequence carries no padding, so the blocks run without an attention mask;
-* on CPU, given prepared blocks (:mod:`._ig_blocks`), only the target rows go through the last block
-  and the first block's projections are computed once per layer (:func:`_prepared_layer_ig`).
+* on CPU, given prepared blocks (:mod:`._ig_blocks`), only the target rows go through the last block,
+  the first block's projections are computed once per layer, and the blocks below the last run one
+  backward for both targets without autograd (:func:`_prepared_layer_ig`).
 """
 
 from __future__ import annotations
@@ -220,7 +221,9 @@ def _prepared_layer_ig(adapter, model, blocks: list[PreparedBlock], layer: int, 
     On the path ``alpha * h`` the first block's fused projection is ``alpha * (h W^T) + b`` and the
     residual branch is ``alpha * h``: both are the autograd leaves, their path-weighted gradients are summed
     over the chunks, and the gradient with respect to the hidden state is ``G_qkv W + G_residual``, one
-    product per layer instead of one per path point and target.
+    product per layer instead of one per path point and target. Blocks below the last run on tapes and
+    their backward carries every target's cotangent at once (:func:`._ig_blocks.block_backward`) where
+    their activation is GELU; otherwise autograd runs one backward per target.
     """
     last = len(blocks) - 1
     first = blocks[layer]
@@ -228,12 +231,14 @@ def _prepared_layer_ig(adapter, model, blocks: list[PreparedBlock], layer: int, 
     start_row, end_row = rows.index(start_index), rows.index(end_index)
     projected = first.qkv_of(hidden)  # (1, T, 3D) fp32, without the bias
 
+    def first_projection(scale: torch.Tensor) -> torch.Tensor:
+        """alpha * (h W^T) + b in one pass, written straight in the compute dtype (no fp32 copy to cast)."""
+        qkv = projected.new_empty((len(scale), *projected.shape[1:]), dtype=first.compute_dtype)
+        return torch.addcmul(first.qkv_bias_fp32, scale, projected, out=qkv)
+
     def target_logits(alpha: torch.Tensor, track: bool):
         scale = alpha[:, None, None]
-        # alpha * (h W^T) + b in one pass, written straight in the compute dtype (no fp32 copy to cast).
-        qkv = projected.new_empty((len(alpha), *projected.shape[1:]), dtype=first.compute_dtype)
-        torch.addcmul(first.qkv_bias_fp32, scale, projected, out=qkv)
-        qkv.requires_grad_(track)
+        qkv = first_projection(scale).requires_grad_(track)
         residual = (scale * hidden).requires_grad_(track)
         state = block_forward(first, residual, qkv=qkv, rows=rows if layer == last else None)
         for index in range(layer + 1, last + 1):
@@ -250,10 +255,7 @@ def _prepared_layer_ig(adapter, model, blocks: list[PreparedBlock], layer: int, 
         """One chunk: blocks ``layer..L-2`` forward on tapes, the last block and the head by autograd, then
         the blocks' backward with every target's cotangent at once (:func:`._ig_blocks.block_backward`)."""
         scale = alpha[:, None, None]
-        qkv = projected.new_empty((len(alpha), *projected.shape[1:]), dtype=first.compute_dtype)
-        torch.addcmul(first.qkv_bias_fp32, scale, projected, out=qkv)
-        state, tape = block_forward_taped(first, scale * hidden, qkv=qkv)
-        del qkv
+        state, tape = block_forward_taped(first, scale * hidden, qkv=first_projection(scale))
         tapes = [tape]
         for index in range(layer + 1, last):
             state, tape = block_forward_taped(blocks[index], state)
