@@ -394,6 +394,7 @@ def levers(handle, examples: pd.DataFrame, args) -> None:
         ("oneDNN linear forced", lambda: forced_kernel("onednn"), True),
         ("aten F.linear forced", lambda: forced_kernel("aten"), True),
     ]
+
     def measured(switch, kept_heap: bool, precision: str) -> float:
         with switch(), (reused_heap() if kept_heap else contextlib.nullcontext()):
             if kept_heap:  # a kept heap is warm: its pages were touched by an earlier call

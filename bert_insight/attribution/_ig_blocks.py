@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._kernels import _linear, frozen_linear, linear_backend
+from ._kernels import frozen_linear, linear_backends, linear_input_gradient, linear_product
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -63,8 +63,7 @@ class _Weights:
         weight = weight.detach().to(dtype).contiguous()
         out_features, in_features = weight.shape
         return cls(weight, weight.t().contiguous(), None if bias is None else bias.detach().to(dtype).contiguous(),
-                   linear_backend(dtype, in_features, out_features, bias=bias is not None),
-                   linear_backend(dtype, out_features, in_features))
+                   *linear_backends(dtype, in_features, out_features, bias is not None))
 
     def __call__(self, inputs: torch.Tensor, output_dtype: torch.dtype) -> torch.Tensor:
         return frozen_linear(inputs, self.weight, self.weight_t, self.bias, output_dtype, self.backend,
@@ -72,11 +71,11 @@ class _Weights:
 
     def untracked(self, inputs: torch.Tensor, output_dtype: torch.dtype) -> torch.Tensor:
         """``inputs W^T + b`` outside autograd (the taped forward of :func:`block_forward_taped`)."""
-        return _linear(inputs.to(self.weight.dtype), self.weight, self.bias, self.backend).to(output_dtype)
+        return linear_product(inputs, self.weight, self.bias, output_dtype, self.backend)
 
     def input_gradient(self, grad_output: torch.Tensor, output_dtype: torch.dtype) -> torch.Tensor:
         """``grad_output W``: the gradient with respect to the layer's input, in ``output_dtype``."""
-        return _linear(grad_output.to(self.weight_t.dtype), self.weight_t, None, self.backward_backend).to(output_dtype)
+        return linear_input_gradient(grad_output, self.weight_t, output_dtype, self.backward_backend)
 
 
 class _Gelu(torch.autograd.Function):

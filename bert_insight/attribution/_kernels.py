@@ -157,6 +157,27 @@ def _save_choices(choices: dict[str, str]) -> None:
         pass
 
 
+def linear_backends(dtype: torch.dtype, in_features: int, out_features: int, bias: bool) -> tuple[str, str]:
+    """:func:`linear_backend` for a layer's forward product (with its bias, if it has one) and for its
+    backward's input-gradient product."""
+    return (linear_backend(dtype, in_features, out_features, bias=bias),
+            linear_backend(dtype, out_features, in_features))
+
+
+def linear_product(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                   output_dtype: torch.dtype, backend: str) -> torch.Tensor:
+    """``inputs W^T + b`` in ``weight``'s dtype by ``backend``, output in ``output_dtype``; not recorded by
+    autograd (:func:`frozen_linear` is the differentiable form)."""
+    return _linear(inputs.to(weight.dtype), weight, bias, backend).to(output_dtype)
+
+
+def linear_input_gradient(grad_output: torch.Tensor, weight_t: torch.Tensor, output_dtype: torch.dtype,
+                          backend: str) -> torch.Tensor:
+    """``grad_output W`` (``weight_t`` = ``W^T`` contiguous) by ``backend``: the gradient of a linear layer's
+    output with respect to its input, in ``output_dtype``."""
+    return _linear(grad_output.to(weight_t.dtype), weight_t, None, backend).to(output_dtype)
+
+
 class _FrozenLinear(torch.autograd.Function):
     """``x W^T + b`` in ``W``'s dtype, output in ``output_dtype``; the backward gives only ``grad x``."""
 
@@ -164,12 +185,12 @@ class _FrozenLinear(torch.autograd.Function):
     def forward(ctx, inputs, weight, weight_t, bias, output_dtype, backend, backward_backend):
         ctx.save_for_backward(weight_t)
         ctx.input_dtype, ctx.backend = inputs.dtype, backward_backend
-        return _linear(inputs.to(weight.dtype), weight, bias, backend).to(output_dtype)
+        return linear_product(inputs, weight, bias, output_dtype, backend)
 
     @staticmethod
     def backward(ctx, grad_output):
         (weight_t,) = ctx.saved_tensors
-        grad_input = _linear(grad_output.to(weight_t.dtype), weight_t, None, ctx.backend).to(ctx.input_dtype)
+        grad_input = linear_input_gradient(grad_output, weight_t, ctx.input_dtype, ctx.backend)
         return grad_input, None, None, None, None, None, None
 
 
@@ -212,8 +233,8 @@ def linear_kernels(model: nn.Module, precision: str, device: torch.device) -> It
             # layer after it: four casts of the widest tensor fewer per block and pass. Every other
             # output is fp32, so attention inputs, residual sums and LayerNorm stay fp32.
             output_dtype = dtype if module.out_features > module.in_features else torch.float32
-            backend = linear_backend(dtype, module.in_features, module.out_features, bias=bias is not None)
-            backward_backend = linear_backend(dtype, module.out_features, module.in_features)
+            backend, backward_backend = linear_backends(dtype, module.in_features, module.out_features,
+                                                        bias is not None)
             module.forward = functools.partial(_frozen_forward, weight, weight_t, bias, output_dtype, backend,
                                                backward_backend)
             setattr(module, _MARK, dtype)
