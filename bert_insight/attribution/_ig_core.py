@@ -159,8 +159,8 @@ def layer_integrated_gradients(
         on_cpu = device.type == "cpu"
         # The prepared blocks' backward stacks the targets' cotangents (_ig_blocks.block_backward): its widest
         # tensor holds len(separate) x the elements of one, in the compute dtype (2 or 4 bytes against the 4
-        # the cap is counted in).
-        stacked = max(1.0, max(1, len(separate)) * (4 if precision == "fp32" else 2) / 4)
+        # the cap is counted in). The family's forward runs one autograd backward per target: nothing stacked.
+        stacked = 1.0 if blocks is None else max(1.0, max(1, len(separate)) * (4 if precision == "fp32" else 2) / 4)
         chunk = auto_chunk(n_steps, hidden.shape[1], hidden.shape[2], adapter.num_heads(model),
                            adapter.num_layers(model) - layer,
                            max_rows=CPU_FP32_ROWS_PER_FORWARD if on_cpu and precision == "fp32" else None,

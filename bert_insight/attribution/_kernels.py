@@ -184,13 +184,13 @@ class _FrozenLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, inputs, weight, weight_t, bias, output_dtype, backend, backward_backend):
         ctx.save_for_backward(weight_t)
-        ctx.input_dtype, ctx.backend = inputs.dtype, backward_backend
+        ctx.input_dtype, ctx.backward_backend = inputs.dtype, backward_backend
         return linear_product(inputs, weight, bias, output_dtype, backend)
 
     @staticmethod
     def backward(ctx, grad_output):
         (weight_t,) = ctx.saved_tensors
-        grad_input = linear_input_gradient(grad_output, weight_t, ctx.input_dtype, ctx.backend)
+        grad_input = linear_input_gradient(grad_output, weight_t, ctx.input_dtype, ctx.backward_backend)
         return grad_input, None, None, None, None, None, None
 
 
